@@ -1,0 +1,86 @@
+# The map of daily tasks. Everything runs from a fresh clone: targets that need the
+# virtualenv depend on `install`, which builds .venv once and again only when a lock changes.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+MANAGE := $(BIN)/python manage.py
+INSTALLED := $(VENV)/.installed
+PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+# A short worker TTL lets a killed worker's registration expire in 30 s (check_services --worker).
+WORKER_ARGS := default --worker-ttl 30
+COMPOSE ?= docker compose
+
+.PHONY: help install run test lint fmt migrate worker lock shell check up down logs ps bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(INSTALLED) ## Create .venv and install the locked dependencies and dev tools
+
+$(INSTALLED): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
+	@touch $@
+
+.env:
+	cp .env.example .env
+	@echo "Created .env from .env.example; edit it to taste."
+
+run: install .env ## Create the database if needed, migrate, run the web server and one worker
+	$(MANAGE) ensure_database
+	$(MANAGE) migrate --no-input
+	@port=$$($(BIN)/python -c 'from config import env; env.read_dotenv(); print(env.load().port)') && \
+	trap 'kill 0' EXIT && \
+	$(MANAGE) rqworker $(WORKER_ARGS) & \
+	$(MANAGE) runserver 127.0.0.1:$$port
+
+test: install ## Run the whole test suite (needs PostgreSQL and Redis on 127.0.0.1)
+	$(BIN)/pytest
+
+lint: install ## ruff check, ruff format --check, mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+fmt: install ## Format and autofix
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+migrate: install .env ## Create the database if needed and apply migrations
+	$(MANAGE) ensure_database
+	$(MANAGE) migrate --no-input
+
+worker: install .env ## Run one rq worker on the default queue
+	$(MANAGE) rqworker $(WORKER_ARGS)
+
+shell: install .env ## Django shell
+	$(MANAGE) shell
+
+check: install .env ## Check the services the app depends on
+	$(MANAGE) check_services
+
+lock: install ## Recompile requirements.txt and requirements-dev.txt from the .in files
+	$(PIP_COMPILE) -o requirements.txt requirements.in
+	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
+
+up: ## docker compose up --build (PostgreSQL, Redis, web, worker)
+	$(COMPOSE) up --build
+
+down: ## docker compose down
+	$(COMPOSE) down
+
+logs: ## Follow the compose services' logs
+	$(COMPOSE) logs -f
+
+ps: ## The compose services and their health
+	$(COMPOSE) ps
+
+bench: install ## Benchmarks (on demand; never part of make test or CI)
+	$(BIN)/python bench/healthz.py
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache staticfiles

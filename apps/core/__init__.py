@@ -1,0 +1,1 @@
+"""Cross-cutting plumbing: request ids, log context for requests and jobs, the rq worker class."""

@@ -1,0 +1,1 @@
+"""Health: the probes (``checks``), the /livez /readyz /healthz endpoints and ``check_services``."""

@@ -1,0 +1,301 @@
+"""The service probes, shared by the health views, ``check_services`` and the worker canary.
+
+``run_checks(names, timeout)`` answers within ``timeout`` whatever the dependencies do:
+
+- Each probe runs on its own long-lived daemon thread (one per probe per process). Django's
+  database connections are per thread, so the database probe keeps reusing one persistent
+  connection instead of opening one per probe; a stuck probe can never pin more than one
+  thread and one connection, and a daemon thread never keeps a finished command alive.
+- Single flight: a caller that arrives while a probe is running joins that run instead of
+  starting another, so a burst of probes costs one ``SELECT 1`` and one ``PING``.
+- The caller waits at most ``timeout``; a probe still running then is reported as ``timeout``
+  and, for the database, its socket is shut down so the stuck query ends now rather than when
+  TCP gives up (libpq has no client-side query timeout and a 2 s floor on connecting).
+- ``HEALTHCHECK_CACHE_SECONDS`` > 0 reuses a finished report that long.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, wait
+from dataclasses import dataclass, field
+from queue import SimpleQueue
+from typing import Any, Protocol
+
+import structlog
+from django.conf import settings
+from django.db import DatabaseError, connections
+from django_redis import get_redis_connection
+
+from apps.health import errors
+
+logger = structlog.get_logger(__name__)
+
+DEFAULT_CHECKS = ("db", "redis")
+WORKER_TIMEOUT = 5.0  # a forking worker needs more than a ping to prove itself
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    latency_ms: float
+    error: str | None = None  # a category from apps.health.errors, safe for any audience
+    detail: str | None = None  # exception text: logs and the operator's terminal only
+    facts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else "error"
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    checks: dict[str, CheckResult]
+    finished_at: float  # time.monotonic()
+
+    @property
+    def ok(self) -> bool:
+        return all(result.ok for result in self.checks.values())
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ok else "error"
+
+
+class Probe(Protocol):
+    name: str
+
+    def run(self, timeout: float) -> dict[str, int] | None:
+        """Raise if the service is unhealthy; may return facts worth reporting."""
+
+    def interrupt(self) -> None:
+        """Called from another thread when the caller stopped waiting; end a stuck run."""
+
+
+class DatabaseProbe:
+    """``SELECT 1`` on Django's connection for this thread (persistent, reused)."""
+
+    name = "db"
+
+    def __init__(self, alias: str = "default") -> None:
+        self.alias = alias
+        self._lock = threading.Lock()
+        self._running: Any = None
+
+    def run(self, timeout: float) -> None:
+        connection = connections[self.alias]
+        with self._lock:
+            self._running = connection
+        try:
+            reused = connection.connection is not None
+            try:
+                self._select_one(connection)
+            except DatabaseError:
+                connection.close()
+                if not reused:
+                    raise
+                # A persistent connection that died (say, PostgreSQL restarted since the last
+                # probe) is not an outage: only a fresh connection failing is.
+                self._select_one(connection)
+        finally:
+            with self._lock:
+                self._running = None
+
+    @staticmethod
+    def _select_one(connection: Any) -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+        except DatabaseError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. a socket error surfacing unwrapped
+            raise DatabaseError(str(exc)) from exc
+
+    def interrupt(self) -> None:
+        with self._lock:
+            raw = getattr(self._running, "connection", None)
+            pgconn = getattr(raw, "pgconn", None)  # psycopg only; SQLite cannot hang on a peer
+            if pgconn is None:
+                return
+            try:
+                fd = pgconn.socket
+                with socket.socket(fileno=os.dup(fd)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed: nothing is stuck any more
+            except Exception:  # noqa: BLE001 - psycopg raises its own error for a lost socket
+                pass
+
+
+class RedisProbe:
+    """``PING`` on django-redis's client, the pool the cache and the queues use."""
+
+    name = "redis"
+
+    def run(self, timeout: float) -> None:
+        # The pool's socket timeouts (settings.CACHES) bound a stuck PING; the caller's
+        # deadline does not depend on them.
+        get_redis_connection("default").ping()
+
+    def interrupt(self) -> None:
+        pass
+
+
+class WorkerProbe:
+    """A live rq worker consumes the queue: a registered worker exists and a canary job runs."""
+
+    name = "worker"
+
+    def __init__(self, queue_name: str = "default") -> None:
+        self.queue_name = queue_name
+
+    def run(self, timeout: float) -> dict[str, int]:
+        from apps.health import worker_canary
+
+        return worker_canary.round_trip(self.queue_name, timeout)
+
+    def interrupt(self) -> None:
+        pass
+
+
+PROBES: dict[str, Callable[[], Probe]] = {
+    "db": DatabaseProbe,
+    "redis": RedisProbe,
+    "worker": WorkerProbe,
+}
+
+
+class _ProbeRunner:
+    """A probe's thread and its single-flight slot."""
+
+    def __init__(self, probe: Probe) -> None:
+        self.probe = probe
+        self._lock = threading.Lock()
+        self._inflight: Future[CheckResult] | None = None
+        self._interrupted = False
+        self._requests: SimpleQueue[tuple[Future[CheckResult], float]] = SimpleQueue()
+        thread = threading.Thread(target=self._serve, name=f"health-probe-{probe.name}", daemon=True)
+        thread.start()
+
+    def submit(self, timeout: float) -> Future[CheckResult]:
+        with self._lock:
+            if self._inflight is None or self._inflight.done():
+                self._inflight = Future()
+                self._interrupted = False
+                self._requests.put((self._inflight, timeout))
+            return self._inflight
+
+    def give_up(self, future: Future[CheckResult]) -> None:
+        with self._lock:
+            if future is not self._inflight or future.done() or self._interrupted:
+                return
+            self._interrupted = True
+        self.probe.interrupt()
+
+    def _serve(self) -> None:
+        while True:
+            future, timeout = self._requests.get()
+            future.set_result(self._run_once(timeout))
+
+    def _run_once(self, timeout: float) -> CheckResult:
+        name = self.probe.name
+        started = time.perf_counter()
+        try:
+            facts = self.probe.run(timeout) or {}
+        except Exception as exc:  # noqa: BLE001 - any failure is the probe's answer
+            latency = _ms(time.perf_counter() - started)
+            facts = getattr(exc, "facts", None) or {}
+            category = errors.TIMEOUT if self._interrupted else errors.categorize(exc)
+            detail = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
+            logger.debug("health_probe_failed", check=name, error=category, detail=detail, latency_ms=latency)
+            return CheckResult(name, False, latency, category, detail, facts)
+        return CheckResult(name, True, _ms(time.perf_counter() - started), facts=facts)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+_runners: dict[str, _ProbeRunner] = {}
+_runners_pid = 0
+_state_lock = threading.Lock()
+_last_status: dict[str, str] = {}
+_cached: dict[tuple[str, ...], HealthReport] = {}
+
+
+def _runner(name: str) -> _ProbeRunner:
+    global _runners_pid
+    with _state_lock:
+        if _runners_pid != os.getpid():
+            # Threads do not survive fork (gunicorn --preload, rq's work horse): start afresh.
+            _runners.clear()
+            _runners_pid = os.getpid()
+        runner = _runners.get(name)
+        if runner is None:
+            runner = _runners[name] = _ProbeRunner(PROBES[name]())
+        return runner
+
+
+def validate_names(names: Iterable[str]) -> tuple[str, ...]:
+    """``names`` as a tuple, or ``ValueError`` naming the unknown ones."""
+    chosen = tuple(dict.fromkeys(names))
+    unknown = [name for name in chosen if name not in PROBES]
+    if unknown or not chosen:
+        raise ValueError(f"unknown check(s): {', '.join(unknown) or '(none)'}; choose from {', '.join(PROBES)}")
+    return chosen
+
+
+def run_checks(names: Iterable[str] = DEFAULT_CHECKS, timeout: float | None = None) -> HealthReport:
+    """Run the named probes concurrently and return within ``timeout`` seconds."""
+    chosen = validate_names(names)
+    if timeout is None:
+        timeout = settings.HEALTHCHECK_TIMEOUT
+    if not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError("timeout must be a positive number of seconds")
+
+    cache_seconds: float = settings.HEALTHCHECK_CACHE_SECONDS
+    if cache_seconds > 0:
+        cached = _cached.get(chosen)
+        if cached is not None and time.monotonic() - cached.finished_at < cache_seconds:
+            return cached
+
+    runners = {name: _runner(name) for name in chosen}
+    futures = {name: runner.submit(timeout) for name, runner in runners.items()}
+    wait(futures.values(), timeout=timeout)
+    results: dict[str, CheckResult] = {}
+    for name, future in futures.items():
+        if future.done():
+            results[name] = future.result()
+        else:
+            runners[name].give_up(future)
+            results[name] = CheckResult(name, False, _ms(timeout), errors.TIMEOUT, "no answer before the deadline")
+
+    report = HealthReport(results, time.monotonic())
+    if cache_seconds > 0:
+        _cached[chosen] = report
+    _log_changes(report)
+    return report
+
+
+def _log_changes(report: HealthReport) -> None:
+    """One line when a check changes state: WARNING when it fails, INFO when it recovers."""
+    for name, result in report.checks.items():
+        with _state_lock:
+            previous = _last_status.get(name)
+            _last_status[name] = result.status
+        if previous == result.status or (previous is None and result.ok):
+            continue
+        if result.ok:
+            logger.info("health_check_recovered", check=name, latency_ms=result.latency_ms)
+        else:
+            logger.warning(
+                "health_check_failed", check=name, error=result.error, detail=result.detail,
+                latency_ms=result.latency_ms,
+            )

@@ -1,0 +1,71 @@
+"""Prove that a live rq worker consumes a queue: registration check, then a canary round trip.
+
+Kept out of the HTTP probes on purpose: a web replica must stay in rotation while workers
+restart, so only ``check_services --worker`` (and operators) look at workers.
+"""
+
+from __future__ import annotations
+
+import time
+
+import django_rq
+from redis import Redis
+from rq.job import JobStatus
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
+
+from apps.health import errors
+from apps.health.jobs import CANARY_RESULT, canary
+
+_POLL_INTERVAL = 0.02
+_ENDED = {JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+
+
+def live_worker_count(connection: Redis, queue_name: str) -> int:
+    """Workers registered for ``queue_name`` whose own key (refreshed by heartbeats) still exists.
+
+    rq leaves a SIGKILLed worker in the queue's worker set; its key expires after the
+    worker's TTL, so only registrations with a live key count. (Building rq ``Worker``
+    objects would also work, but it raises the shared pool's socket timeout to minutes.)
+    """
+    keys = connection.smembers(WORKERS_BY_QUEUE_KEY % queue_name)
+    if not keys:
+        return 0
+    with connection.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.exists(key)
+        return sum(pipe.execute())
+
+
+def round_trip(queue_name: str, timeout: float) -> dict[str, int]:
+    """Queue facts, after a canary job finished within ``timeout``; ``ProbeError`` otherwise."""
+    queue = django_rq.get_queue(queue_name, commit_mode="auto")
+    facts = {
+        "workers": live_worker_count(queue.connection, queue_name),
+        "queue_depth": queue.count,
+        "failed_jobs": queue.failed_job_registry.count,
+    }
+    if facts["workers"] == 0:
+        raise errors.ProbeError(errors.NO_WORKER, f"no live worker is registered for queue {queue_name!r}", facts)
+
+    deadline = time.monotonic() + timeout
+    job = queue.enqueue(
+        canary,
+        result_ttl=30,
+        ttl=max(1, int(timeout) + 1),  # never picked up later by a worker that wakes too late
+        failure_ttl=60,
+        description="health canary",
+    )
+    try:
+        while True:
+            status = job.get_status(refresh=True)
+            if status == JobStatus.FINISHED:
+                if job.return_value() != CANARY_RESULT:
+                    raise errors.ProbeError(errors.UNKNOWN, "canary job returned an unexpected result", facts)
+                return facts
+            if status in _ENDED:
+                raise errors.ProbeError(errors.UNKNOWN, f"canary job ended as {status.value}", facts)
+            if time.monotonic() >= deadline:
+                raise errors.ProbeError(errors.TIMEOUT, "no worker finished the canary job in time", facts)
+            time.sleep(_POLL_INTERVAL)
+    finally:
+        job.delete(remove_from_queue=True)

@@ -1,0 +1,249 @@
+"""Read and validate the process environment: the only module that looks at it.
+
+Every variable of the contract is parsed here into a typed, immutable ``Config``. Problems are
+collected, not raised one at a time, so a bad deployment learns everything that is wrong in one
+go. Messages name the variable and the rule, never the value (values are often secrets).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("console", "json")
+DATABASE_SCHEMES = ("postgres", "postgresql", "sqlite")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+_ADMIN_URL = re.compile(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*/")
+
+# A development-only key: accepted only while DEBUG is true, and rejected by the DEBUG=false rules.
+DEVELOPMENT_SECRET_KEY = "django-insecure-development-only-key-never-use-in-production-0000"
+
+T = TypeVar("T")
+
+
+class ConfigurationError(Exception):
+    """The environment broke one or more rules; ``problems`` holds one line per broken rule."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Config:
+    debug: bool
+    secret_key: str
+    allowed_hosts: list[str]
+    csrf_trusted_origins: list[str]
+    database: dict[str, Any]
+    redis_url: str
+    port: int
+    log_level: str
+    log_format: str
+    healthcheck_timeout: float
+    healthcheck_cache_seconds: float
+    healthcheck_token: str | None
+    web_concurrency: int
+    secure_ssl_redirect: bool
+    secure_hsts_seconds: int
+    secure_hsts_include_subdomains: bool
+    secure_hsts_preload: bool
+    secure_cookies: bool
+    secure_proxy_ssl_header: bool
+    admin_url: str
+
+
+class _Invalid(ValueError):
+    """A value broke its rule; the message is the rule, safe to show (it never holds the value)."""
+
+
+@dataclass
+class _Reader:
+    environ: Mapping[str, str]
+    problems: list[str] = field(default_factory=list)
+
+    def raw(self, name: str) -> str | None:
+        # An empty value counts as unset, so `FOO=` in a .env file means "use the default".
+        value = self.environ.get(name, "").strip()
+        return value or None
+
+    def read(self, name: str, parse: Callable[[str], T], default: T, *, required: bool = False) -> T:
+        value = self.raw(name)
+        if value is None:
+            if required:
+                self.problems.append(f"{name}: missing")
+            return default
+        try:
+            return parse(value)
+        except _Invalid as rule:
+            self.problems.append(f"{name}: {rule}")
+        except Exception:  # noqa: BLE001 - a parser's own message may echo the value
+            self.problems.append(f"{name}: invalid value")
+        return default
+
+
+def _boolean(value: str) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise _Invalid("must be one of true/false/1/0/yes/no/on/off")
+
+
+def _integer(low: int, high: int | None, rule: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = environ.Env.parse_value(value, int)
+        except ValueError:
+            raise _Invalid(rule) from None
+        if number < low or (high is not None and number > high):
+            raise _Invalid(rule)
+        return int(number)
+
+    return parse
+
+
+def _seconds(low: float, high: float | None, low_inclusive: bool, rule: str) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(environ.Env.parse_value(value, float))
+        except ValueError:
+            raise _Invalid(rule) from None
+        too_low = number < low if low_inclusive else number <= low
+        if not math.isfinite(number) or too_low or (high is not None and number > high):
+            raise _Invalid(rule)
+        return number
+
+    return parse
+
+
+def _choice(options: tuple[str, ...], *, upper: bool) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        normalised = value.upper() if upper else value.lower()
+        if normalised not in options:
+            raise _Invalid("must be one of " + "/".join(options))
+        return normalised
+
+    return parse
+
+
+def _comma_list(value: str) -> list[str]:
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise _Invalid("must be a comma-separated list with at least one entry")
+    return items
+
+
+def _scheme(value: str) -> str:
+    try:
+        return urlsplit(value).scheme.lower()
+    except ValueError:
+        raise _Invalid("not a valid URL") from None
+
+
+def _database(value: str) -> dict[str, Any]:
+    scheme = _scheme(value)
+    if scheme not in DATABASE_SCHEMES:
+        raise _Invalid("must be a postgres://, postgresql:// or sqlite:/// URL")
+    try:
+        config: dict[str, Any] = environ.Env.db_url_config(value)
+    except Exception:  # noqa: BLE001 - never let the parser's message (with the URL) through
+        raise _Invalid("not a valid database URL") from None
+    if scheme != "sqlite" and not config.get("NAME"):
+        raise _Invalid("must name a database (postgres://user@host:5432/NAME)")
+    return config
+
+
+def _redis_url(value: str) -> str:
+    if _scheme(value) not in REDIS_SCHEMES:
+        raise _Invalid("must be a redis://, rediss:// or unix:// URL")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric or out-of-range port
+    except ValueError:
+        raise _Invalid("not a valid URL") from None
+    return value
+
+
+def _admin_url(value: str) -> str:
+    path = value.strip("/") + "/"
+    if not _ADMIN_URL.fullmatch(path):
+        raise _Invalid("must be a URL path such as admin/ (letters, digits, . _ ~ - and /)")
+    return path
+
+
+def _secret_key(value: str) -> str:
+    if len(value) < 50:
+        raise _Invalid("must be at least 50 characters when DJANGO_DEBUG is false")
+    if value.startswith("django-insecure"):
+        raise _Invalid("must not start with django-insecure when DJANGO_DEBUG is false")
+    return value
+
+
+def load(environment: Mapping[str, str] | None = None) -> Config:
+    """Parse ``environment`` (default: the process's) into a ``Config`` or raise every problem."""
+    reader = _Reader(os.environ if environment is None else environment)
+    read = reader.read
+
+    # DEBUG decides other defaults; if it is malformed we assume production (the safe side).
+    debug = read("DJANGO_DEBUG", _boolean, False)
+    production = not debug
+
+    if production:
+        secret_key = read("DJANGO_SECRET_KEY", _secret_key, "", required=True)
+        allowed_hosts = read("DJANGO_ALLOWED_HOSTS", _comma_list, [], required=True)
+    else:
+        secret_key = read("DJANGO_SECRET_KEY", str, DEVELOPMENT_SECRET_KEY)
+        allowed_hosts = read("DJANGO_ALLOWED_HOSTS", _comma_list, ["localhost", "127.0.0.1", "[::1]"])
+
+    config = Config(
+        debug=debug,
+        secret_key=secret_key,
+        allowed_hosts=allowed_hosts,
+        csrf_trusted_origins=read("DJANGO_CSRF_TRUSTED_ORIGINS", _comma_list, []),
+        database=read("DATABASE_URL", _database, {}, required=True),
+        redis_url=read("REDIS_URL", _redis_url, "", required=True),
+        port=read("PORT", _integer(1, 65535, "must be an integer 1-65535"), 8000),
+        log_level=read("LOG_LEVEL", _choice(LOG_LEVELS, upper=True), "INFO"),
+        log_format=read("LOG_FORMAT", _choice(LOG_FORMATS, upper=False), "console" if debug else "json"),
+        healthcheck_timeout=read(
+            "HEALTHCHECK_TIMEOUT", _seconds(0, 30, False, "must be a number of seconds > 0 and <= 30"), 1.0
+        ),
+        healthcheck_cache_seconds=read(
+            "HEALTHCHECK_CACHE_SECONDS", _seconds(0, None, True, "must be a number of seconds >= 0"), 0.0
+        ),
+        healthcheck_token=read("HEALTHCHECK_TOKEN", str, None),
+        web_concurrency=read("WEB_CONCURRENCY", _integer(1, None, "must be an integer >= 1"), 2),
+        secure_ssl_redirect=read("DJANGO_SECURE_SSL_REDIRECT", _boolean, production),
+        secure_hsts_seconds=read(
+            "DJANGO_SECURE_HSTS_SECONDS", _integer(0, None, "must be an integer >= 0"), 60 if production else 0
+        ),
+        secure_hsts_include_subdomains=read("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", _boolean, production),
+        secure_hsts_preload=read("DJANGO_SECURE_HSTS_PRELOAD", _boolean, production),
+        secure_cookies=read("DJANGO_SECURE_COOKIES", _boolean, production),
+        secure_proxy_ssl_header=read("DJANGO_SECURE_PROXY_SSL_HEADER", _boolean, False),
+        admin_url=read("DJANGO_ADMIN_URL", _admin_url, "admin/"),
+    )
+    if reader.problems:
+        raise ConfigurationError(reader.problems)
+    return config
+
+
+def read_dotenv(path: Path = BASE_DIR / ".env") -> None:
+    """Load ``.env`` into the process environment; real variables win, a missing file is fine."""
+    if path.is_file():
+        environ.Env.read_env(str(path), overwrite=False)

@@ -1,0 +1,154 @@
+"""One logging setup for every process: Django, gunicorn and the rq worker.
+
+Everything goes through structlog's ``ProcessorFormatter``: structlog loggers and plain stdlib
+loggers (django, gunicorn, rq) get the same fields and the same renderer: coloured key=value
+lines for people (``console``), one JSON object per line for machines (``json``). Logs go to
+stderr so a command's own output on stdout (``check_services --json``) stays clean.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import structlog
+from structlog.types import EventDict, Processor, WrappedLogger
+
+HEALTH_PROBE_PATH = re.compile(r"^/(livez|readyz|healthz)/?(\?.*)?$")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, safe to log."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _gunicorn_access_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Turn gunicorn's access-log atoms into fields, including the response's X-Request-ID."""
+    record = event_dict.get("_record")
+    if record is None or record.name != "gunicorn.access" or not isinstance(record.args, dict):
+        return event_dict
+    atoms = record.args
+    request_id = atoms.get("{x-request-id}o")
+    event_dict.update(
+        event="http_request",
+        method=atoms.get("m"),
+        path=atoms.get("U"),
+        query=atoms.get("q") or None,
+        status=int(atoms["s"]) if str(atoms.get("s", "")).isdigit() else atoms.get("s"),
+        duration_ms=round(int(atoms.get("D", 0)) / 1000, 3),
+        remote_addr=atoms.get("h"),
+        user_agent=atoms.get("a"),
+        request_id=request_id if request_id and request_id != "-" else None,
+    )
+    return event_dict
+
+
+def _drop_color_message(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    # uvicorn-style duplicates of the message; harmless elsewhere.
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
+class HealthProbeAccessFilter(logging.Filter):
+    """Access lines for health probes are DEBUG: probes every few seconds must not flood logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        path = _access_path(record)
+        if path is None or not HEALTH_PROBE_PATH.match(path):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def _access_path(record: logging.LogRecord) -> str | None:
+    if record.name == "gunicorn.access" and isinstance(record.args, dict):
+        path = record.args.get("U")
+        return path if isinstance(path, str) else None
+    if record.name == "django.server":
+        request = getattr(record, "request", None)
+        path = getattr(request, "path", None)
+        return path if isinstance(path, str) else None
+    return None
+
+
+def shared_processors() -> list[Processor]:
+    """Processors that run for structlog and stdlib records alike, before rendering."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        structlog.stdlib.ExtraAdder(),
+        _gunicorn_access_fields,
+        _drop_color_message,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+
+
+def build_formatter(fmt: str) -> structlog.stdlib.ProcessorFormatter:
+    """The one formatter every handler uses (dictConfig builds it through ``()``)."""
+    renderer: Processor
+    if fmt == "json":
+        # Tracebacks become a structured list inside the one JSON object of the line.
+        final: list[Processor] = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        final = [renderer]
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared_processors(),
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+    )
+
+
+def build_logging_config(level: str, fmt: str) -> dict[str, Any]:
+    """A ``LOGGING`` dict for Django and gunicorn; also configures structlog itself."""
+    configure_structlog()
+    handler = {
+        "class": "logging.StreamHandler",
+        "stream": "ext://sys.stderr",
+        "formatter": "structured",
+        "filters": ["health_probe_access"],
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"structured": {"()": "config.logging.build_formatter", "fmt": fmt}},
+        "filters": {"health_probe_access": {"()": "config.logging.HealthProbeAccessFilter"}},
+        "handlers": {"stderr": handler},
+        "root": {"handlers": ["stderr"], "level": level},
+        "loggers": {
+            # Loggers that ship their own handlers elsewhere: route them to ours, once.
+            "django": {"handlers": [], "level": level, "propagate": True},
+            "django.server": {"handlers": [], "level": level, "propagate": True},
+            "django.request": {"handlers": [], "level": level, "propagate": True},
+            "django.db.backends": {"handlers": [], "level": "INFO", "propagate": True},
+            "gunicorn.error": {"handlers": [], "level": level, "propagate": True},
+            "gunicorn.access": {"handlers": [], "level": level, "propagate": True},
+            "rq.worker": {"handlers": [], "level": level, "propagate": True},
+        },
+    }
+
+
+def configure_structlog() -> None:
+    """Route structlog through stdlib logging so one handler and formatter serve everything."""
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *[p for p in shared_processors() if not isinstance(p, structlog.stdlib.ExtraAdder)],
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
