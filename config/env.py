@@ -57,6 +57,7 @@ class Config:
     healthcheck_cache_seconds: float
     healthcheck_token: str | None
     web_concurrency: int
+    forwarded_allow_ips: list[str]
     secure_ssl_redirect: bool
     secure_hsts_seconds: int
     secure_hsts_include_subdomains: bool
@@ -228,6 +229,7 @@ def load(environment: Mapping[str, str] | None = None) -> Config:
         ),
         healthcheck_token=read("HEALTHCHECK_TOKEN", str, None),
         web_concurrency=read("WEB_CONCURRENCY", _integer(1, None, "must be an integer >= 1"), 2),
+        forwarded_allow_ips=read("FORWARDED_ALLOW_IPS", _comma_list, ["127.0.0.1", "::1"]),
         secure_ssl_redirect=read("DJANGO_SECURE_SSL_REDIRECT", _boolean, production),
         secure_hsts_seconds=read(
             "DJANGO_SECURE_HSTS_SECONDS", _integer(0, None, "must be an integer >= 0"), 60 if production else 0

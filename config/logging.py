@@ -34,10 +34,11 @@ def mask_url(url: str) -> str:
 
 def _gunicorn_access_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Turn gunicorn's access-log atoms into fields, including the response's X-Request-ID."""
+    # ProcessorFormatter(pass_foreign_args=True) hands us the record's args: gunicorn's atoms.
+    atoms = event_dict.pop("positional_args", None)
     record = event_dict.get("_record")
-    if record is None or record.name != "gunicorn.access" or not isinstance(record.args, dict):
+    if record is None or record.name != "gunicorn.access" or not isinstance(atoms, dict):
         return event_dict
-    atoms = record.args
     request_id = atoms.get("{x-request-id}o")
     event_dict.update(
         event="http_request",
@@ -74,39 +75,48 @@ def _access_path(record: logging.LogRecord) -> str | None:
     if record.name == "gunicorn.access" and isinstance(record.args, dict):
         path = record.args.get("U")
         return path if isinstance(path, str) else None
-    if record.name == "django.server":
-        request = getattr(record, "request", None)
-        path = getattr(request, "path", None)
-        return path if isinstance(path, str) else None
+    if record.name == "django.server" and isinstance(record.args, tuple) and record.args:
+        # runserver logs '"GET /healthz HTTP/1.1" 200 43': the path is the request line's second word.
+        words = str(record.args[0]).split()
+        return words[1] if len(words) > 1 else None
     return None
 
 
-def shared_processors() -> list[Processor]:
-    """Processors that run for structlog and stdlib records alike, before rendering."""
+def _common_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
-        structlog.stdlib.PositionalArgumentsFormatter(),
-        structlog.stdlib.ExtraAdder(),
-        _gunicorn_access_fields,
-        _drop_color_message,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
 
 
+def foreign_processors() -> list[Processor]:
+    """For records from plain stdlib loggers (django, gunicorn, rq): message already formatted."""
+    return [
+        *_common_processors(),
+        # Only extras that are plain values: runserver's "request" extra is a raw socket.
+        structlog.stdlib.ExtraAdder(allow=("status_code",)),
+        _gunicorn_access_fields,
+        _drop_color_message,
+    ]
+
+
 def build_formatter(fmt: str) -> structlog.stdlib.ProcessorFormatter:
     """The one formatter every handler uses (dictConfig builds it through ``()``)."""
-    renderer: Processor
     if fmt == "json":
-        # Tracebacks become a structured list inside the one JSON object of the line.
-        final: list[Processor] = [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        # Tracebacks become a structured list inside the one JSON object of the line; without
+        # local variables, which would carry secrets (settings, connection parameters) into logs.
+        tracebacks = structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
+        final: list[Processor] = [tracebacks, structlog.processors.JSONRenderer()]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
-        final = [renderer]
+        final = [structlog.dev.ConsoleRenderer(colors=False)]
     return structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared_processors(),
+        foreign_pre_chain=foreign_processors(),
+        pass_foreign_args=True,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     )
 
@@ -145,7 +155,8 @@ def configure_structlog() -> None:
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
-            *[p for p in shared_processors() if not isinstance(p, structlog.stdlib.ExtraAdder)],
+            *_common_processors(),
+            structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -180,9 +180,9 @@ class _ProbeRunner:
         self._lock = threading.Lock()
         self._inflight: Future[CheckResult] | None = None
         self._interrupted = False
-        self._requests: SimpleQueue[tuple[Future[CheckResult], float]] = SimpleQueue()
-        thread = threading.Thread(target=self._serve, name=f"health-probe-{probe.name}", daemon=True)
-        thread.start()
+        self._requests: SimpleQueue[tuple[Future[CheckResult], float] | None] = SimpleQueue()
+        self.thread = threading.Thread(target=self._serve, name=f"health-probe-{probe.name}", daemon=True)
+        self.thread.start()
 
     def submit(self, timeout: float) -> Future[CheckResult]:
         with self._lock:
@@ -199,10 +199,15 @@ class _ProbeRunner:
             self._interrupted = True
         self.probe.interrupt()
 
+    def stop(self) -> None:
+        """Let the thread finish its current run, close its connections and exit."""
+        self._requests.put(None)
+
     def _serve(self) -> None:
-        while True:
-            future, timeout = self._requests.get()
+        while (request := self._requests.get()) is not None:
+            future, timeout = request
             future.set_result(self._run_once(timeout))
+        connections.close_all()
 
     def _run_once(self, timeout: float) -> CheckResult:
         name = self.probe.name
@@ -241,6 +246,22 @@ def _runner(name: str) -> _ProbeRunner:
         if runner is None:
             runner = _runners[name] = _ProbeRunner(PROBES[name]())
         return runner
+
+
+def shutdown(wait_seconds: float = 1.0) -> None:
+    """Stop this process's probe threads and close their database connections.
+
+    For process exit hooks and tests: a probe thread's persistent connection would otherwise
+    stay open until the process dies (and block ``DROP DATABASE`` in a test run).
+    """
+    with _state_lock:
+        runners = list(_runners.values()) if _runners_pid == os.getpid() else []
+        _runners.clear()
+        _cached.clear()
+    for runner in runners:
+        runner.stop()
+    for runner in runners:
+        runner.thread.join(wait_seconds)
 
 
 def validate_names(names: Iterable[str]) -> tuple[str, ...]:

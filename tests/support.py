@@ -1,0 +1,297 @@
+"""Real processes and misbehaving servers for the tests: no mocks, only things that run.
+
+- ``project_env``: an environment for a subprocess of this project (valid unless overridden).
+- ``run_manage``: ``python manage.py ...`` as a subprocess.
+- ``Server``: gunicorn or runserver on a free port, its output captured to a file.
+- ``RedisServer``, ``PostgresCluster``: throwaway servers on free ports, stoppable and restartable.
+- ``BlackHole``: a TCP listener that accepts connections and never answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+
+SECRET_KEY = "subprocess-test-secret-key-9f8e7d6c5b4a-0123456789-abcdefghijklmnop"
+# The database every PostgreSQL installation has: subprocess health checks need no migrations.
+DATABASE_URL = os.environ.get("TEST_SUBPROCESS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("TEST_SUBPROCESS_REDIS_URL", "redis://127.0.0.1:6379/14")
+CONTRACT_VARIABLES = (
+    "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DJANGO_CSRF_TRUSTED_ORIGINS", "DATABASE_URL",
+    "REDIS_URL", "PORT", "LOG_LEVEL", "LOG_FORMAT", "HEALTHCHECK_TIMEOUT", "HEALTHCHECK_CACHE_SECONDS",
+    "HEALTHCHECK_TOKEN", "WEB_CONCURRENCY", "DJANGO_SECURE_SSL_REDIRECT", "DJANGO_SECURE_HSTS_SECONDS",
+    "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", "DJANGO_SECURE_HSTS_PRELOAD", "DJANGO_SECURE_COOKIES",
+    "DJANGO_SECURE_PROXY_SSL_HEADER", "DJANGO_ADMIN_URL", "FORWARDED_ALLOW_IPS",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def project_env(clear: bool = False, **overrides: str | None) -> dict[str, str]:
+    """A production-like environment for a subprocess: DEBUG off, valid key and hosts.
+
+    ``clear=True`` starts with every contract variable unset; an override of ``None`` unsets
+    one. "Unset" is an empty value (the contract treats both alike), so a developer's ``.env``,
+    which never overrides a variable that exists, cannot fill the gap.
+    """
+    env = {key: value for key, value in os.environ.items() if key not in CONTRACT_VARIABLES}
+    env.update(dict.fromkeys(CONTRACT_VARIABLES, ""))
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings.base"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if not clear:
+        env.update(
+            DJANGO_DEBUG="false",
+            DJANGO_SECRET_KEY=SECRET_KEY,
+            DJANGO_ALLOWED_HOSTS="localhost,127.0.0.1",
+            DATABASE_URL=DATABASE_URL,
+            REDIS_URL=REDIS_URL,
+            DJANGO_SECURE_SSL_REDIRECT="false",
+            LOG_FORMAT="json",
+        )
+    for key, value in overrides.items():
+        env[key] = "" if value is None else value
+    return env
+
+
+def run_manage(*args: str, env: Mapping[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "manage.py", *args], cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> object:
+        import json
+
+        return json.loads(self.body)
+
+
+def http_get(url: str, headers: Mapping[str, str] | None = None, timeout: float = 10, method: str = "GET") -> Response:
+    request = urllib.request.Request(url, headers=dict(headers or {}), method=method)  # noqa: S310 - test URLs
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(request, timeout=timeout) as reply:
+            return Response(reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.read())
+    except urllib.error.HTTPError as error:
+        return Response(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+@dataclass
+class Server:
+    """A real HTTP server of this project in a subprocess (gunicorn by default)."""
+
+    env: dict[str, str]
+    kind: str = "gunicorn"
+    extra_args: tuple[str, ...] = ()
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: float = 30) -> Server:
+        fd, name = tempfile.mkstemp(prefix=f"{self.kind}-", suffix=".log")
+        self.log_path = Path(name)
+        env = {**self.env, "PORT": str(self.port)}
+        if self.kind == "gunicorn":
+            command = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", *self.extra_args]
+        else:
+            command = [PYTHON, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}", *self.extra_args]
+        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=fd, stderr=subprocess.STDOUT)
+        os.close(fd)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited early:\n{self.output()}")
+            try:
+                if http_get(self.url + "/livez", timeout=2).status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.kind} did not answer /livez in {wait}s:\n{self.output()}")
+
+    def get(self, path: str, headers: Mapping[str, str] | None = None, timeout: float = 10) -> Response:
+        return http_get(self.url + path, headers, timeout)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(5)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class RedisServer:
+    """A throwaway redis-server on a free port; stop() kills it, start() brings it back."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def command(self, *args: str) -> str:
+        result = subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=10, check=True
+        )
+        return result.stdout
+
+
+def wait_for_port(port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
+
+
+class BlackHole:
+    """Accepts TCP connections and never sends a byte: a host that hangs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = int(self.sock.getsockname()[1])
+        self.accepted: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(connection)
+
+    def close(self) -> None:
+        self.sock.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+PG_BIN = Path("/usr/lib/postgresql")
+
+
+def postgres_bin() -> Path | None:
+    """The machine's PostgreSQL server binaries (initdb, pg_ctl), if installed."""
+    for candidate in sorted(PG_BIN.glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists() and (candidate / "pg_ctl").exists():
+            return candidate
+    found = shutil.which("pg_ctl")
+    return Path(found).parent if found and shutil.which("initdb") else None
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster (initdb + pg_ctl) on a free port, trust auth."""
+
+    def __init__(self) -> None:
+        binaries = postgres_bin()
+        if binaries is None:
+            raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        self.bin = binaries
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="pgcluster-"))
+        self.data = self.directory / "data"
+        self._as_postgres = os.geteuid() == 0  # initdb refuses to run as root
+        if self._as_postgres:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres", "--no-sync")
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if self._as_postgres else []
+        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=120, cwd=self.directory)
+
+    def start(self) -> PostgresCluster:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off"
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
+                  str(self.directory / "log"), "-w", "-t", "60", "start")
+        return self
+
+    def stop(self, mode: str = "immediate") -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[list[float]]:
+    """``with timed() as elapsed: ...``; ``elapsed[0]`` is the block's duration in seconds."""
+    box: list[float] = []
+    started = time.monotonic()
+    try:
+        yield box
+    finally:
+        box.append(time.monotonic() - started)

@@ -1,0 +1,199 @@
+"""The environment contract: every rule, alone and together, through a real manage.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from config import env
+from tests.support import SECRET_KEY, project_env, run_manage
+
+VALID = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": SECRET_KEY,
+    "DJANGO_ALLOWED_HOSTS": "example.com",
+    "DATABASE_URL": "postgres://app:pw@db.internal:5432/app",
+    "REDIS_URL": "redis://:pw@cache.internal:6379/0",
+}
+
+# (variable, bad value, the rule the message must state)
+BROKEN_RULES = [
+    ("DJANGO_DEBUG", "maybe", "DJANGO_DEBUG: must be one of true/false/1/0/yes/no/on/off"),
+    ("DJANGO_SECRET_KEY", None, "DJANGO_SECRET_KEY: missing"),
+    ("DJANGO_SECRET_KEY", "short-secret-value", "DJANGO_SECRET_KEY: must be at least 50 characters"),
+    ("DJANGO_SECRET_KEY", "django-insecure-" + "k" * 60, "DJANGO_SECRET_KEY: must not start with django-insecure"),
+    ("DJANGO_ALLOWED_HOSTS", None, "DJANGO_ALLOWED_HOSTS: missing"),
+    ("DJANGO_ALLOWED_HOSTS", " , ", "DJANGO_ALLOWED_HOSTS: must be a comma-separated list"),
+    ("DATABASE_URL", None, "DATABASE_URL: missing"),
+    ("DATABASE_URL", "mysql://root:hunter2@db/app", "DATABASE_URL: must be a postgres://"),
+    ("DATABASE_URL", "postgres://u:hunter2@db:5432/", "DATABASE_URL: must name a database"),
+    ("REDIS_URL", None, "REDIS_URL: missing"),
+    ("REDIS_URL", "memcached://hunter2@cache:11211", "REDIS_URL: must be a redis://"),
+    ("REDIS_URL", "redis://cache:notaport/0", "REDIS_URL: not a valid URL"),
+    ("PORT", "eighty", "PORT: must be an integer 1-65535"),
+    ("PORT", "70000", "PORT: must be an integer 1-65535"),
+    ("PORT", "0", "PORT: must be an integer 1-65535"),
+    ("LOG_LEVEL", "LOUD", "LOG_LEVEL: must be one of DEBUG/INFO/WARNING/ERROR/CRITICAL"),
+    ("LOG_FORMAT", "xml", "LOG_FORMAT: must be one of console/json"),
+    ("HEALTHCHECK_TIMEOUT", "0", "HEALTHCHECK_TIMEOUT: must be a number of seconds > 0 and <= 30"),
+    ("HEALTHCHECK_TIMEOUT", "31", "HEALTHCHECK_TIMEOUT: must be a number of seconds > 0 and <= 30"),
+    ("HEALTHCHECK_TIMEOUT", "nan", "HEALTHCHECK_TIMEOUT: must be a number of seconds > 0 and <= 30"),
+    ("HEALTHCHECK_CACHE_SECONDS", "-1", "HEALTHCHECK_CACHE_SECONDS: must be a number of seconds >= 0"),
+    ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY: must be an integer >= 1"),
+    ("DJANGO_SECURE_SSL_REDIRECT", "ture", "DJANGO_SECURE_SSL_REDIRECT: must be one of true/false"),
+    ("DJANGO_SECURE_HSTS_SECONDS", "-5", "DJANGO_SECURE_HSTS_SECONDS: must be an integer >= 0"),
+    ("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", "nope", "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS: must be one of"),
+    ("DJANGO_SECURE_HSTS_PRELOAD", "2", "DJANGO_SECURE_HSTS_PRELOAD: must be one of"),
+    ("DJANGO_SECURE_COOKIES", "yes please", "DJANGO_SECURE_COOKIES: must be one of"),
+    ("DJANGO_ADMIN_URL", "ad min/<script>", "DJANGO_ADMIN_URL: must be a URL path"),
+]
+
+
+def _environment(**changes: str | None) -> dict[str, str]:
+    values: dict[str, str] = dict(VALID)
+    for key, value in changes.items():
+        if value is None:
+            values.pop(key, None)
+        else:
+            values[key] = value
+    return values
+
+
+def _assert_clean_failure(stderr: str, bad_values: list[str]) -> None:
+    assert "Traceback" not in stderr
+    for value in bad_values:
+        assert value not in stderr, "a variable's value leaked into the error output"
+
+
+class TestLoad:
+    """``config.env.load`` on its own: fast, one rule at a time."""
+
+    def test_valid_production_environment(self) -> None:
+        config = env.load(VALID)
+        assert config.debug is False
+        assert config.allowed_hosts == ["example.com"]
+        assert config.database["NAME"] == "app"
+        assert config.port == 8000
+        assert config.log_format == "json"
+        assert config.healthcheck_timeout == 1.0
+        assert config.healthcheck_cache_seconds == 0
+        assert config.healthcheck_token is None
+        assert config.web_concurrency == 2
+        # Production defaults are the secure ones.
+        assert config.secure_ssl_redirect is True
+        assert config.secure_hsts_seconds == 60
+        assert config.secure_hsts_include_subdomains is True
+        assert config.secure_hsts_preload is True
+        assert config.secure_cookies is True
+        assert config.admin_url == "admin/"
+
+    @pytest.mark.parametrize(("name", "value", "message"), BROKEN_RULES)
+    def test_each_rule(self, name: str, value: str | None, message: str) -> None:
+        with pytest.raises(env.ConfigurationError) as caught:
+            env.load(_environment(**{name: value}))
+        assert len(caught.value.problems) == 1
+        assert caught.value.problems[0].startswith(message)
+        if value and len(value.strip()) > 3:  # shorter ones ("0", "31") appear in the rule itself
+            assert value not in caught.value.problems[0]
+
+    @pytest.mark.parametrize("spelling", ["true", "TRUE", "1", "yes", "On"])
+    def test_debug_spellings(self, spelling: str) -> None:
+        config = env.load({"DJANGO_DEBUG": spelling, "DATABASE_URL": "sqlite:////tmp/x.sqlite3", "REDIS_URL": "redis://r"})
+        assert config.debug is True
+        # Development defaults: readable logs, plain HTTP, a development-only key.
+        assert config.log_format == "console"
+        assert config.secure_ssl_redirect is False
+        assert config.secret_key.startswith("django-insecure")
+
+    def test_empty_value_counts_as_unset(self) -> None:
+        config = env.load({**VALID, "PORT": "", "LOG_LEVEL": "  "})
+        assert config.port == 8000
+        assert config.log_level == "INFO"
+
+    def test_dollar_value_is_not_treated_as_a_reference(self) -> None:
+        # django-environ would resolve "$NAME" as another variable and name it in its error.
+        config = env.load({**VALID, "DJANGO_SECRET_KEY": "$" + "x" * 60})
+        assert config.secret_key == "$" + "x" * 60
+
+    def test_admin_url_is_normalised(self) -> None:
+        assert env.load({**VALID, "DJANGO_ADMIN_URL": "/ops/admin"}).admin_url == "ops/admin/"
+
+    def test_every_problem_at_once(self) -> None:
+        with pytest.raises(env.ConfigurationError) as caught:
+            env.load({"DJANGO_DEBUG": "nah", "PORT": "x", "LOG_FORMAT": "yaml"})
+        names = [problem.split(":")[0] for problem in caught.value.problems]
+        assert names == [
+            "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "PORT",
+            "LOG_FORMAT",
+        ]
+
+
+class TestManagePy:
+    """The same rules seen by a user: a real ``manage.py check`` subprocess."""
+
+    @pytest.mark.parametrize(
+        ("name", "value", "message"),
+        [rule for rule in BROKEN_RULES if rule[0] in ("DJANGO_DEBUG", "DATABASE_URL", "PORT", "DJANGO_SECRET_KEY")],
+    )
+    def test_single_broken_rule(self, name: str, value: str | None, message: str) -> None:
+        result = run_manage("check", env=project_env(**{name: value}))
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1
+        assert lines[0].startswith(message)
+        _assert_clean_failure(result.stderr, [value] if value else [])
+        assert result.stdout == ""
+
+    def test_several_broken_rules_listed_together(self) -> None:
+        bad = {
+            "DATABASE_URL": "mysql://root:hunter2@db/app",
+            "REDIS_URL": None,
+            "PORT": "99999",
+            "LOG_LEVEL": "chatty",
+            "HEALTHCHECK_TIMEOUT": "forever",
+            "DJANGO_SECRET_KEY": "s3cr3t",
+        }
+        result = run_manage("check", env=project_env(**bad))
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert [line.split(":")[0] for line in lines] == [
+            "DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "PORT", "LOG_LEVEL", "HEALTHCHECK_TIMEOUT",
+        ]
+        _assert_clean_failure(result.stderr, ["hunter2", "mysql://", "99999", "chatty", "forever", "s3cr3t"])
+
+    def test_nothing_set_lists_every_required_variable(self) -> None:
+        result = run_manage("migrate", env=project_env(clear=True))
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            "DJANGO_SECRET_KEY: missing",
+            "DJANGO_ALLOWED_HOSTS: missing",
+            "DATABASE_URL: missing",
+            "REDIS_URL: missing",
+        ]
+
+    def test_any_command_stops_before_doing_anything(self) -> None:
+        result = run_manage("check_services", env=project_env(REDIS_URL="ftp://x"))
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert result.stderr.strip() == "REDIS_URL: must be a redis://, rediss:// or unix:// URL"
+
+    def test_valid_production_environment_passes_check(self) -> None:
+        result = run_manage("check", env=project_env(DJANGO_ALLOWED_HOSTS="example.com,www.example.com"))
+        assert result.returncode == 0, result.stderr
+        assert "System check identified no issues" in result.stdout
+
+    def test_dotenv_is_read_and_real_variables_win(self, tmp_path) -> None:  # noqa: ANN001
+        from config.env import read_dotenv
+
+        dotenv = tmp_path / ".env"
+        dotenv.write_text("DOTENV_ONLY_PROBE=from-file\nDOTENV_BOTH_PROBE=from-file\n")
+        import os
+
+        os.environ["DOTENV_BOTH_PROBE"] = "from-environment"
+        try:
+            read_dotenv(dotenv)
+            assert os.environ["DOTENV_ONLY_PROBE"] == "from-file"
+            assert os.environ["DOTENV_BOTH_PROBE"] == "from-environment"
+        finally:
+            os.environ.pop("DOTENV_ONLY_PROBE", None)
+            os.environ.pop("DOTENV_BOTH_PROBE", None)
+        read_dotenv(tmp_path / "missing.env")  # a missing file is fine
