@@ -25,7 +25,7 @@ workers = _config.web_concurrency
 worker_class = "gthread"
 threads = 4
 # Heartbeat files on tmpfs: a slow or full disk must not make the arbiter kill healthy workers.
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - tmpfs, not a temp file
 timeout = 30
 # Shorter than Docker's default 10 s stop grace period, so in-flight requests finish cleanly.
 graceful_timeout = 8
@@ -41,7 +41,7 @@ logconfig_dict = build_logging_config(level=_config.log_level, fmt=_config.log_f
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'
 
 
-def worker_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn hook signature
+def worker_exit(server: object, worker: object) -> None:
     """Close the health probes' database connections when a worker stops."""
     from apps.health import checks
 

@@ -29,7 +29,7 @@ REDIS_SCHEMES = ("redis", "rediss", "unix")
 _ADMIN_URL = re.compile(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*/")
 
 # A development-only key: accepted only while DEBUG is true, and rejected by the DEBUG=false rules.
-DEVELOPMENT_SECRET_KEY = "django-insecure-development-only-key-never-use-in-production-0000"
+DEVELOPMENT_SECRET_KEY = "django-insecure-development-only-key-never-use-in-production-0000"  # noqa: S105
 
 T = TypeVar("T")
 
@@ -206,7 +206,7 @@ def load(environment: Mapping[str, str] | None = None) -> Config:
 
     if production:
         secret_key = read("DJANGO_SECRET_KEY", _secret_key, "", required=True)
-        allowed_hosts = read("DJANGO_ALLOWED_HOSTS", _comma_list, [], required=True)
+        allowed_hosts = read("DJANGO_ALLOWED_HOSTS", _comma_list, list[str](), required=True)
     else:
         secret_key = read("DJANGO_SECRET_KEY", str, DEVELOPMENT_SECRET_KEY)
         allowed_hosts = read("DJANGO_ALLOWED_HOSTS", _comma_list, ["localhost", "127.0.0.1", "[::1]"])

@@ -10,7 +10,7 @@ from tests.support import BlackHole, PostgresCluster, RedisServer, postgres_bin
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _close_probe_connections(django_db_setup: None, django_db_blocker) -> Iterator[None]:  # noqa: ANN001
+def _close_probe_connections(django_db_setup: None, django_db_blocker) -> Iterator[None]:
     """Probe threads keep a persistent connection; close it before the test database is dropped.
 
     Depending on ``django_db_setup`` makes this teardown run before the database is dropped.

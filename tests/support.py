@@ -34,11 +34,27 @@ SECRET_KEY = "subprocess-test-secret-key-9f8e7d6c5b4a-0123456789-abcdefghijklmno
 DATABASE_URL = os.environ.get("TEST_SUBPROCESS_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_SUBPROCESS_REDIS_URL", "redis://127.0.0.1:6379/14")
 CONTRACT_VARIABLES = (
-    "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DJANGO_CSRF_TRUSTED_ORIGINS", "DATABASE_URL",
-    "REDIS_URL", "PORT", "LOG_LEVEL", "LOG_FORMAT", "HEALTHCHECK_TIMEOUT", "HEALTHCHECK_CACHE_SECONDS",
-    "HEALTHCHECK_TOKEN", "WEB_CONCURRENCY", "DJANGO_SECURE_SSL_REDIRECT", "DJANGO_SECURE_HSTS_SECONDS",
-    "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", "DJANGO_SECURE_HSTS_PRELOAD", "DJANGO_SECURE_COOKIES",
-    "DJANGO_SECURE_PROXY_SSL_HEADER", "DJANGO_ADMIN_URL", "FORWARDED_ALLOW_IPS",
+    "DJANGO_DEBUG",
+    "DJANGO_SECRET_KEY",
+    "DJANGO_ALLOWED_HOSTS",
+    "DJANGO_CSRF_TRUSTED_ORIGINS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "PORT",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "HEALTHCHECK_TIMEOUT",
+    "HEALTHCHECK_CACHE_SECONDS",
+    "HEALTHCHECK_TOKEN",
+    "WEB_CONCURRENCY",
+    "DJANGO_SECURE_SSL_REDIRECT",
+    "DJANGO_SECURE_HSTS_SECONDS",
+    "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS",
+    "DJANGO_SECURE_HSTS_PRELOAD",
+    "DJANGO_SECURE_COOKIES",
+    "DJANGO_SECURE_PROXY_SSL_HEADER",
+    "DJANGO_ADMIN_URL",
+    "FORWARDED_ALLOW_IPS",
 )
 
 
@@ -96,7 +112,7 @@ def http_get(url: str, headers: Mapping[str, str] | None = None, timeout: float 
     request = urllib.request.Request(url, headers=dict(headers or {}), method=method)  # noqa: S310 - test URLs
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        def redirect_request(self, *args, **kwargs):
             return None
 
     opener = urllib.request.build_opener(NoRedirect)
@@ -182,7 +198,8 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
         return self
@@ -273,8 +290,19 @@ class PostgresCluster:
 
     def start(self) -> PostgresCluster:
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.directory} -c fsync=off"
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
-                  str(self.directory / "log"), "-w", "-t", "60", "start")
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.directory / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         return self
 
     def stop(self, mode: str = "immediate") -> None:

@@ -97,7 +97,9 @@ class TestLoad:
 
     @pytest.mark.parametrize("spelling", ["true", "TRUE", "1", "yes", "On"])
     def test_debug_spellings(self, spelling: str) -> None:
-        config = env.load({"DJANGO_DEBUG": spelling, "DATABASE_URL": "sqlite:////tmp/x.sqlite3", "REDIS_URL": "redis://r"})
+        config = env.load(
+            {"DJANGO_DEBUG": spelling, "DATABASE_URL": "sqlite:////tmp/x.sqlite3", "REDIS_URL": "redis://r"}
+        )
         assert config.debug is True
         # Development defaults: readable logs, plain HTTP, a development-only key.
         assert config.log_format == "console"
@@ -122,7 +124,12 @@ class TestLoad:
             env.load({"DJANGO_DEBUG": "nah", "PORT": "x", "LOG_FORMAT": "yaml"})
         names = [problem.split(":")[0] for problem in caught.value.problems]
         assert names == [
-            "DJANGO_DEBUG", "DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "PORT",
+            "DJANGO_DEBUG",
+            "DJANGO_SECRET_KEY",
+            "DJANGO_ALLOWED_HOSTS",
+            "DATABASE_URL",
+            "REDIS_URL",
+            "PORT",
             "LOG_FORMAT",
         ]
 
@@ -135,7 +142,7 @@ class TestManagePy:
         [rule for rule in BROKEN_RULES if rule[0] in ("DJANGO_DEBUG", "DATABASE_URL", "PORT", "DJANGO_SECRET_KEY")],
     )
     def test_single_broken_rule(self, name: str, value: str | None, message: str) -> None:
-        result = run_manage("check", env=project_env(**{name: value}))
+        result = run_manage("check", env=project_env(False, **{name: value}))
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1
@@ -152,11 +159,16 @@ class TestManagePy:
             "HEALTHCHECK_TIMEOUT": "forever",
             "DJANGO_SECRET_KEY": "s3cr3t",
         }
-        result = run_manage("check", env=project_env(**bad))
+        result = run_manage("check", env=project_env(False, **bad))
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert [line.split(":")[0] for line in lines] == [
-            "DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "PORT", "LOG_LEVEL", "HEALTHCHECK_TIMEOUT",
+            "DJANGO_SECRET_KEY",
+            "DATABASE_URL",
+            "REDIS_URL",
+            "PORT",
+            "LOG_LEVEL",
+            "HEALTHCHECK_TIMEOUT",
         ]
         _assert_clean_failure(result.stderr, ["hunter2", "mysql://", "99999", "chatty", "forever", "s3cr3t"])
 
@@ -181,7 +193,7 @@ class TestManagePy:
         assert result.returncode == 0, result.stderr
         assert "System check identified no issues" in result.stdout
 
-    def test_dotenv_is_read_and_real_variables_win(self, tmp_path) -> None:  # noqa: ANN001
+    def test_dotenv_is_read_and_real_variables_win(self, tmp_path) -> None:
         from config.env import read_dotenv
 
         dotenv = tmp_path / ".env"

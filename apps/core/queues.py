@@ -20,4 +20,4 @@ class ContextQueue(DjangoRQ):
         carried = {key: context[key] for key in PROPAGATED_CONTEXT if key in context}
         if carried:
             kwargs["meta"] = {**carried, **(kwargs.get("meta") or {})}
-        return super().enqueue_call(*args, **kwargs)  # type: ignore[no-any-return]
+        return super().enqueue_call(*args, **kwargs)

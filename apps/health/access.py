@@ -31,7 +31,7 @@ def is_staff_session(request: HttpRequest) -> bool:
     engine = import_module(settings.SESSION_ENGINE)
     request.session = engine.SessionStore(session_key)
     try:
-        user = get_user(request)  # type: ignore[arg-type]
+        user = get_user(request)
     except DatabaseError:
         return False
     return bool(user.is_active and user.is_staff)

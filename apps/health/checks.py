@@ -115,7 +115,7 @@ class DatabaseProbe:
                 cursor.fetchone()
         except DatabaseError:
             raise
-        except Exception as exc:  # noqa: BLE001 - e.g. a socket error surfacing unwrapped
+        except Exception as exc:
             raise DatabaseError(str(exc)) from exc
 
     def interrupt(self) -> None:
@@ -128,9 +128,7 @@ class DatabaseProbe:
                 fd = pgconn.socket
                 with socket.socket(fileno=os.dup(fd)) as sock:
                     sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed: nothing is stuck any more
-            except Exception:  # noqa: BLE001 - psycopg raises its own error for a lost socket
+            except Exception:  # noqa: BLE001, S110 - already closed (OSError, psycopg's error): nothing is stuck
                 pass
 
 
@@ -317,6 +315,9 @@ def _log_changes(report: HealthReport) -> None:
             logger.info("health_check_recovered", check=name, latency_ms=result.latency_ms)
         else:
             logger.warning(
-                "health_check_failed", check=name, error=result.error, detail=result.detail,
+                "health_check_failed",
+                check=name,
+                error=result.error,
+                detail=result.detail,
                 latency_ms=result.latency_ms,
             )

@@ -15,10 +15,30 @@ UNKNOWN = "unknown"
 # Fragments of libpq / redis-py messages: these drivers report most failures as one generic
 # exception type whose text says what happened.
 _MESSAGE_CATEGORIES = (
-    (AUTH, ("password authentication failed", "no password supplied", "noauth", "wrongpass",
-            "invalid username-password", "authentication", "role \"", "pg_hba.conf")),
-    (DNS, ("could not translate host name", "name or service not known", "temporary failure in name resolution",
-           "nodename nor servname", "failed to resolve host", "no address associated")),
+    (
+        AUTH,
+        (
+            "password authentication failed",
+            "no password supplied",
+            "noauth",
+            "wrongpass",
+            "invalid username-password",
+            "authentication",
+            'role "',
+            "pg_hba.conf",
+        ),
+    ),
+    (
+        DNS,
+        (
+            "could not translate host name",
+            "name or service not known",
+            "temporary failure in name resolution",
+            "nodename nor servname",
+            "failed to resolve host",
+            "no address associated",
+        ),
+    ),
     (REFUSED, ("connection refused", "error 111", "no such file or directory")),
     (TIMEOUT, ("timeout", "timed out")),
 )

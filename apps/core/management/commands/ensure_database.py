@@ -9,6 +9,7 @@ import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from apps.health.errors import categorize
 
@@ -25,15 +26,20 @@ class Command(BaseCommand):
             self.stdout.write(f"SQLite database at {name}: created on first migrate.")
             return
         params = {
-            "host": database.get("HOST") or None,
-            "port": database.get("PORT") or None,
-            "user": database.get("USER") or None,
-            "password": database.get("PASSWORD") or None,
-            "connect_timeout": 5,
+            key: str(value)
+            for key, value in {
+                "host": database.get("HOST"),
+                "port": database.get("PORT"),
+                "user": database.get("USER"),
+                "password": database.get("PASSWORD"),
+                "connect_timeout": 5,
+            }.items()
+            if value
         }
         try:
             # Connect to the maintenance database: the application's may not exist yet.
-            with psycopg.connect(dbname="postgres", autocommit=True, **params) as connection:
+            conninfo = make_conninfo(dbname="postgres", **params)
+            with psycopg.connect(conninfo, autocommit=True) as connection:
                 exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
                 if exists:
                     self.stdout.write(f"Database {name!r} exists.")

@@ -50,19 +50,28 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
         parser.add_argument(
-            "--wait", type=_non_negative_seconds, default=0, metavar="N",
+            "--wait",
+            type=_non_negative_seconds,
+            default=0,
+            metavar="N",
             help="Retry until healthy or N seconds have passed (default: one attempt).",
         )
         parser.add_argument(
-            "--timeout", type=_positive_seconds, default=None, metavar="S",
+            "--timeout",
+            type=_positive_seconds,
+            default=None,
+            metavar="S",
             help=f"Deadline for one attempt (default: HEALTHCHECK_TIMEOUT; {checks.WORKER_TIMEOUT:g} s with --worker).",
         )
         parser.add_argument(
-            "--only", default=None, metavar="NAMES",
+            "--only",
+            default=None,
+            metavar="NAMES",
             help="Comma-separated checks to run, from: " + ", ".join(checks.PROBES) + ".",
         )
         parser.add_argument(
-            "--worker", action="store_true",
+            "--worker",
+            action="store_true",
             help="Also prove a live rq worker consumes the default queue (canary job round trip).",
         )
 
@@ -83,8 +92,9 @@ class Command(BaseCommand):
         else:
             self._write_table(report)
         if not report.ok:
-            raise CommandError("unhealthy: " + ", ".join(n for n, r in report.checks.items() if not r.ok),
-                               returncode=EXIT_UNHEALTHY)
+            raise CommandError(
+                "unhealthy: " + ", ".join(n for n, r in report.checks.items() if not r.ok), returncode=EXIT_UNHEALTHY
+            )
 
     @staticmethod
     def _names(only: str | None, worker: bool) -> tuple[str, ...]:
@@ -108,7 +118,7 @@ class Command(BaseCommand):
             rows.append((name, result.status, f"{result.latency_ms:.1f} ms", detail))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         for index, row in enumerate(rows):
-            line = "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3]
+            line = "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3]
             if index == 0:
                 self.stdout.write(line.rstrip())
             else:
