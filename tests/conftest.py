@@ -43,3 +43,12 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     cluster.start()
     yield cluster
     cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def collected_static() -> None:
+    """Production settings serve the admin's CSS from the collectstatic manifest."""
+    from tests.support import project_env, run_manage
+
+    result = run_manage("collectstatic", "--noinput", "-v0", env=project_env(), timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
@@ -218,8 +219,24 @@ class _ProbeRunner:
             category = errors.TIMEOUT if self._interrupted else errors.categorize(exc)
             detail = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
             logger.debug("health_probe_failed", check=name, error=category, detail=detail, latency_ms=latency)
+            _release_frames(exc)
             return CheckResult(name, False, latency, category, detail, facts)
         return CheckResult(name, True, _ms(time.perf_counter() - started), facts=facts)
+
+
+def _release_frames(exc: BaseException) -> None:
+    """Free what the failed attempt's frames still hold, now rather than at the next GC.
+
+    psycopg's ``connect()`` keeps the half-open connection in a local of a frame that its own
+    timeout exception references (a reference cycle): against a black hole every attempt would
+    leave a socket open until the garbage collector runs.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
 
 
 def _ms(seconds: float) -> float:

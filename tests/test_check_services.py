@@ -1,0 +1,142 @@
+"""``manage.py check_services``: the table, --json, --only, --wait, --timeout and exit codes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import Client, override_settings
+
+from tests.support import RedisServer, free_port, project_env, run_manage, timed
+
+pytestmark = pytest.mark.django_db
+
+
+def _redis_at(url: str) -> dict[str, dict[str, object]]:
+    from django.conf import settings
+
+    return {"default": {**settings.CACHES["default"], "LOCATION": url}}
+
+
+class TestInProcess:
+    def test_healthy_table(self) -> None:
+        out = StringIO()
+        call_command("check_services", stdout=out)
+        lines = out.getvalue().splitlines()
+        assert lines[0].split() == ["service", "status", "latency", "detail"]
+        assert lines[1].split()[:2] == ["db", "ok"]
+        assert lines[2].split()[:2] == ["redis", "ok"]
+        assert lines[1].split()[3] == "ms"
+        assert lines[-1] == "healthy"
+
+    def test_json_matches_the_http_body(self, client: Client) -> None:
+        out = StringIO()
+        call_command("check_services", "--json", stdout=out)
+        report = json.loads(out.getvalue())
+        http_body = client.get("/healthz").json()
+        assert {key: report[key] for key in http_body} == http_body == {"status": "ok", "db": "ok", "redis": "ok"}
+        for name in ("db", "redis"):
+            assert report["checks"][name]["status"] == "ok"
+            assert report["checks"][name]["error"] is None
+            assert report["checks"][name]["latency_ms"] >= 0
+
+    def test_redis_down_exits_1_and_names_it(self) -> None:
+        out = StringIO()
+        with (
+            override_settings(CACHES=_redis_at(f"redis://127.0.0.1:{free_port()}/0")),
+            pytest.raises(CommandError) as caught,
+        ):
+            call_command("check_services", "--json", stdout=out)
+        assert caught.value.returncode == 1
+        report = json.loads(out.getvalue())
+        assert report["status"] == "error"
+        assert report["db"] == "ok"
+        assert report["redis"] == "error"
+        assert report["checks"]["redis"]["error"] == "refused"
+
+    def test_only_runs_the_named_checks(self) -> None:
+        out = StringIO()
+        call_command("check_services", "--json", "--only", "redis", stdout=out)
+        assert json.loads(out.getvalue()).keys() == {"status", "redis", "checks"}
+
+    def test_unknown_check_is_bad_usage(self) -> None:
+        with pytest.raises(CommandError) as caught:
+            call_command("check_services", "--only", "db,kafka", stdout=StringIO())
+        assert caught.value.returncode == 2
+        assert "kafka" in str(caught.value)
+
+
+class TestSubprocess:
+    def test_healthy_exit_0(self) -> None:
+        result = run_manage("check_services", env=project_env())
+        assert result.returncode == 0, result.stderr
+        assert "healthy" in result.stdout.splitlines()[-1]
+
+    def test_redis_down_exit_1(self) -> None:
+        result = run_manage("check_services", env=project_env(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"))
+        assert result.returncode == 1
+        assert "redis" in result.stdout
+        assert "Traceback" not in result.stderr
+
+    def test_json_is_the_only_thing_on_stdout(self) -> None:
+        result = run_manage("check_services", "--json", env=project_env(LOG_LEVEL="DEBUG"))
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["status"] == "ok"
+        assert report["db"] == report["redis"] == "ok"
+
+    @pytest.mark.parametrize(
+        "arguments",
+        [("--timeout", "0"), ("--timeout", "soon"), ("--wait", "-1"), ("--only", "nope"), ("--bogus",)],
+    )
+    def test_bad_usage_exit_2(self, arguments: tuple[str, ...]) -> None:
+        result = run_manage("check_services", *arguments, env=project_env())
+        assert result.returncode == 2
+        assert "Traceback" not in result.stderr
+
+    def test_wait_returns_as_soon_as_redis_comes_up(self) -> None:
+        redis = RedisServer()
+        starter = threading.Timer(2.0, redis.start)
+        starter.start()
+        try:
+            with timed() as elapsed:
+                result = run_manage("check_services", "--wait", "20", env=project_env(REDIS_URL=redis.url))
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert 1.5 < elapsed[0] < 15
+        finally:
+            starter.join()
+            redis.stop()
+
+    def test_wait_gives_up_after_n_seconds(self) -> None:
+        with timed() as elapsed:
+            result = run_manage(
+                "check_services", "--wait", "2", env=project_env(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+            )
+        assert result.returncode == 1
+        assert 2 <= elapsed[0] < 10
+        assert "redis" in result.stdout
+
+    def test_timeout_overrides_the_deadline(self) -> None:
+        from tests.support import BlackHole
+
+        hole = BlackHole()
+        try:
+            started = time.monotonic()
+            result = run_manage(
+                "check_services",
+                "--json",
+                "--timeout",
+                "0.3",
+                env=project_env(REDIS_URL=f"redis://127.0.0.1:{hole.port}/0", HEALTHCHECK_TIMEOUT="10"),
+            )
+            assert time.monotonic() - started < 8  # far below the configured 10 s
+        finally:
+            hole.close()
+        assert result.returncode == 1
+        report = json.loads(result.stdout)
+        assert report["checks"]["redis"]["error"] == "timeout"
+        assert report["checks"]["redis"]["latency_ms"] == pytest.approx(300, abs=1)
