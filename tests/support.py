@@ -57,6 +57,8 @@ CONTRACT_VARIABLES = (
     "FORWARDED_ALLOW_IPS",
 )
 
+GUNICORN_READS = ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS")
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -72,7 +74,8 @@ def project_env(clear: bool = False, **overrides: str | None) -> dict[str, str]:
     which never overrides a variable that exists, cannot fill the gap.
     """
     env = {key: value for key, value in os.environ.items() if key not in CONTRACT_VARIABLES}
-    env.update(dict.fromkeys(CONTRACT_VARIABLES, ""))
+    # gunicorn parses these two itself at import time and fails on an empty value: leave them out.
+    env.update(dict.fromkeys(set(CONTRACT_VARIABLES) - set(GUNICORN_READS), ""))
     env["DJANGO_SETTINGS_MODULE"] = "config.settings.base"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     if not clear:
@@ -86,7 +89,10 @@ def project_env(clear: bool = False, **overrides: str | None) -> dict[str, str]:
             LOG_FORMAT="json",
         )
     for key, value in overrides.items():
-        env[key] = "" if value is None else value
+        if value is not None:
+            env[key] = value
+        elif key not in GUNICORN_READS:
+            env[key] = ""
     return env
 
 

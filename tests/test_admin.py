@@ -1,0 +1,68 @@
+"""The Django admin: protected, working, styled, also under runserver."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from tests.support import Server, project_env
+
+pytestmark = pytest.mark.django_db
+
+
+def test_anonymous_admin_redirects_to_login(client: Client) -> None:
+    response = client.get("/admin/")
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/login/?next=/admin/"
+
+
+def test_superuser_gets_the_admin_index(client: Client) -> None:
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+    response = client.get("/admin/")
+    assert response.status_code == 200
+    assert b"Site administration" in response.content
+
+
+def test_queue_dashboard_is_staff_only(client: Client) -> None:
+    assert client.get("/admin/django_rq/").status_code == 302
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+    assert client.get("/admin/django_rq/").status_code == 200
+
+
+def test_login_page_renders_with_its_css(client: Client) -> None:
+    page = client.get("/admin/login/")
+    assert page.status_code == 200
+    stylesheet = re.search(rb'href="(/static/admin/css/base[^"]*\.css)"', page.content)
+    assert stylesheet is not None
+    css = client.get(stylesheet.group(1).decode())
+    assert css.status_code == 200
+    assert b"body" in b"".join(css.streaming_content)  # type: ignore[attr-defined]
+
+
+def test_admin_url_can_move(settings) -> None:
+    from tests.support import run_manage
+
+    result = run_manage(
+        "shell",
+        "-c",
+        "from django.urls import reverse; print(reverse('admin:index'))",
+        env=project_env(DJANGO_ADMIN_URL="ops/console/"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "/ops/console/"
+
+
+def test_runserver_serves_the_admin_with_css() -> None:
+    """Development: `make run` uses runserver with DEBUG on; the admin must look right."""
+    env = project_env(DJANGO_DEBUG="true", DJANGO_SECRET_KEY=None, LOG_FORMAT="console")
+    with Server(env, kind="runserver") as server:
+        page = server.get("/admin/login/")
+        assert page.status == 200
+        stylesheet = re.search(rb'href="(/static/admin/css/base[^"]*\.css)"', page.body)
+        assert stylesheet is not None
+        css = server.get(stylesheet.group(1).decode())
+        assert css.status == 200
+        assert css.headers["content-type"].startswith("text/css")
