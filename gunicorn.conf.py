@@ -6,7 +6,7 @@ gunicorn loads this file automatically from the project root; `gunicorn` alone s
 import os
 
 from config import env
-from config.logging import build_logging_config
+from config.logging import build_logging_config, service_fields
 from config.startup import exit_on_bad_configuration
 
 env.read_dotenv()
@@ -39,6 +39,14 @@ accesslog = "-"
 logconfig_dict = build_logging_config(level=_config.log_level, fmt=_config.log_format)
 # The access line carries the response's X-Request-ID: django-structlog's context is gone by then.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'
+
+
+def when_ready(server: object) -> None:
+    import structlog
+
+    structlog.get_logger("gunicorn.conf").info(
+        "web_ready", workers=workers, **service_fields(_config.database, _config.redis_url)
+    )
 
 
 def worker_exit(server: object, worker: object) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,6 +31,18 @@ def mask_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def service_fields(database: Mapping[str, Any], redis_url: str) -> dict[str, str]:
+    """Where the service's dependencies are, without their passwords: for start-up log lines."""
+    if database.get("ENGINE", "").endswith("sqlite3"):
+        database_description = f"sqlite:///{database.get('NAME')}"
+    else:
+        user = database.get("USER") or ""
+        secret = ":***" if database.get("PASSWORD") else ""
+        at = f"{user}{secret}@" if user or secret else ""
+        database_description = f"postgres://{at}{database.get('HOST')}:{database.get('PORT')}/{database.get('NAME')}"
+    return {"database": database_description, "redis": mask_url(redis_url)}
 
 
 def _gunicorn_access_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:

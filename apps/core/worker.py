@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from django.conf import settings
 from django.db import close_old_connections, connections
 from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
 from rq.worker import Worker
+
+from config.logging import service_fields
 
 logger = structlog.get_logger(__name__)
 
@@ -27,6 +30,11 @@ class ContextWorker(Worker):
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         structlog.contextvars.bind_contextvars(worker_id=self.name)
+        logger.info(
+            "worker_ready",
+            queues=self.queue_names(),
+            **service_fields(settings.DATABASES["default"], settings.REDIS_URL),
+        )
         return super().work(*args, **kwargs)
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:

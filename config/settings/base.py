@@ -119,7 +119,6 @@ RQ = {
     "COMMIT_MODE": "on_db_commit",
     "QUEUE_CLASS": "apps.core.queues.ContextQueue",
     "WORKER_CLASS": "apps.core.worker.ContextWorker",
-    "DEFAULT_RESULT_TTL": 3600,
 }
 
 AUTH_PASSWORD_VALIDATORS = [
