@@ -58,7 +58,9 @@ def _assert_base_fields(record: dict[str, Any]) -> None:
     for key in ("timestamp", "level", "event", "logger"):
         assert key in record, f"{key} missing from {record}"
     timestamp = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
-    assert timestamp.utcoffset() is not None and timestamp.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
+    offset = timestamp.utcoffset()
+    assert offset is not None
+    assert offset.total_seconds() == 0
     assert record["level"] in ("debug", "info", "warning", "error", "critical")
 
 
@@ -169,10 +171,10 @@ def test_job_lines_carry_the_request_id_and_job_id() -> None:
     # rq's own lines about this job carry the same context...
     assert any(r["logger"] == "rq.worker" and r.get("job_id") == job_id for r in records)
     # ...and the context is gone once the job is done.
-    worker_lines = [r for r in records if r["event"] == "worker_ready"]
-    assert worker_lines and "job_id" not in worker_lines[0]
-    after = [r for r in records if r["logger"] == "rq.worker" and "stopped" in r["event"].lower()]
-    assert all("job_id" not in r for r in after)
+    (quitting,) = [r for r in records if r["event"].endswith("done, quitting")]
+    assert "job_id" not in quitting
+    assert "request_id" not in quitting
+    assert quitting["worker_id"] == ran["worker_id"]
 
 
 def test_jobs_enqueued_outside_a_request_get_their_own_context() -> None:
