@@ -140,3 +140,21 @@ class TestSubprocess:
         report = json.loads(result.stdout)
         assert report["checks"]["redis"]["error"] == "timeout"
         assert report["checks"]["redis"]["latency_ms"] == pytest.approx(300, abs=1)
+
+
+@pytest.mark.parametrize(
+    ("database_url", "category"),
+    [
+        ("postgres://no_such_role@127.0.0.1:5432/postgres", "auth"),
+        ("postgres://postgres@db.nonexistent.invalid:5432/postgres", "dns"),
+        (f"postgres://postgres@127.0.0.1:{free_port()}/postgres", "refused"),
+    ],
+)
+def test_error_categories_for_the_database(database_url: str, category: str) -> None:
+    result = run_manage("check_services", "--json", "--only", "db", env=project_env(DATABASE_URL=database_url))
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["checks"]["db"]["error"] == category
+    # Categories only: no host names or server messages in the JSON.
+    assert "invalid" not in result.stdout
+    assert "no_such_role" not in result.stdout
