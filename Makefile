@@ -33,9 +33,9 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 run: install .env ## Create the database if needed, migrate, run the web server and one worker
 	$(MANAGE) ensure_database
 	$(MANAGE) migrate --no-input
-	@port=$$($(BIN)/python -c 'from config import env; env.read_dotenv(); print(env.load().port)') && \
-	trap 'kill 0' EXIT && \
-	$(MANAGE) rqworker $(WORKER_ARGS) & \
+	@port=$$($(BIN)/python -c 'from config import env; env.read_dotenv(); print(env.load().port)') || exit 2; \
+	$(MANAGE) rqworker $(WORKER_ARGS) & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; \
 	$(MANAGE) runserver 127.0.0.1:$$port
 
 test: install ## Run the whole test suite (needs PostgreSQL and Redis on 127.0.0.1)
