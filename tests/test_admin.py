@@ -13,6 +13,13 @@ from tests.support import Server, project_env
 pytestmark = pytest.mark.django_db
 
 
+def _stylesheet(page: bytes) -> str:
+    """The admin's base.css link on a rendered page."""
+    found = re.search(rb'href="(/static/admin/css/base[^"]*\.css)"', page)
+    assert found is not None, "the page links no admin stylesheet"
+    return found.group(1).decode()
+
+
 def test_anonymous_admin_redirects_to_login(client: Client) -> None:
     response = client.get("/admin/")
     assert response.status_code == 302
@@ -35,9 +42,7 @@ def test_queue_dashboard_is_staff_only(client: Client) -> None:
 def test_login_page_renders_with_its_css(client: Client) -> None:
     page = client.get("/admin/login/")
     assert page.status_code == 200
-    stylesheet = re.search(rb'href="(/static/admin/css/base[^"]*\.css)"', page.content)
-    assert stylesheet is not None
-    css = client.get(stylesheet.group(1).decode())
+    css = client.get(_stylesheet(page.content))
     assert css.status_code == 200
     assert b"body" in b"".join(css.streaming_content)  # type: ignore[attr-defined]
 
@@ -61,8 +66,6 @@ def test_runserver_serves_the_admin_with_css() -> None:
     with Server(env, kind="runserver") as server:
         page = server.get("/admin/login/")
         assert page.status == 200
-        stylesheet = re.search(rb'href="(/static/admin/css/base[^"]*\.css)"', page.body)
-        assert stylesheet is not None
-        css = server.get(stylesheet.group(1).decode())
+        css = server.get(_stylesheet(page.body))
         assert css.status == 200
         assert css.headers["content-type"].startswith("text/css")
