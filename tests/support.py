@@ -136,6 +136,8 @@ class Server:
     env: dict[str, str]
     kind: str = "gunicorn"
     extra_args: tuple[str, ...] = ()
+    # Runs before the server's own command, e.g. ``setpriv ... --`` to start it as another user.
+    prefix: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -148,11 +150,18 @@ class Server:
         fd, name = tempfile.mkstemp(prefix=f"{self.kind}-", suffix=".log")
         self.log_path = Path(name)
         env = {**self.env, "PORT": str(self.port)}
+        if self.kind == "gunicorn" and not env.get("WEB_CONCURRENCY"):
+            # gunicorn parses WEB_CONCURRENCY with int() on import, before gunicorn.conf.py runs:
+            # an empty value ("unset" to the contract) would crash it. The image's entrypoint
+            # drops it the same way.
+            env.pop("WEB_CONCURRENCY", None)
         if self.kind == "gunicorn":
             command = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", *self.extra_args]
         else:
             command = [PYTHON, "manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}", *self.extra_args]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=fd, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [*self.prefix, *command], cwd=ROOT, env=env, stdout=fd, stderr=subprocess.STDOUT
+        )
         os.close(fd)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
