@@ -150,11 +150,6 @@ class Server:
         fd, name = tempfile.mkstemp(prefix=f"{self.kind}-", suffix=".log")
         self.log_path = Path(name)
         env = {**self.env, "PORT": str(self.port)}
-        if self.kind == "gunicorn" and not env.get("WEB_CONCURRENCY"):
-            # gunicorn parses WEB_CONCURRENCY with int() on import, before gunicorn.conf.py runs:
-            # an empty value ("unset" to the contract) would crash it. The image's entrypoint
-            # drops it the same way.
-            env.pop("WEB_CONCURRENCY", None)
         if self.kind == "gunicorn":
             command = [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", *self.extra_args]
         else:
