@@ -25,6 +25,7 @@ import pytest
 import structlog
 from django.conf import settings
 from django.db import transaction
+from django.test import Client
 from redis import Redis
 from rq import Retry
 from rq.job import Job
@@ -389,22 +390,15 @@ def test_sigkill_of_the_worker_alone_leaves_its_work_horse_to_finish_the_job(
     assert (outcome.status, outcome.result) == ("finished", "finished")
 
 
-@pytest.mark.parametrize("retry", [None, Retry(max=1)], ids=["no-retry", "retry"])
-def test_sigkill_mid_job_never_loses_the_job(
-    redis: Redis,
-    worker_env: dict[str, str],
-    start_worker: Callable[..., WorkerProcess],
-    marker: Path,
-    retry: Retry | None,
-) -> None:
+def kill_mid_job_and_let_the_registry_expire(
+    redis: Redis, start_worker: Callable[..., WorkerProcess], marker: Path, **options: Any
+) -> str:
+    """Start a job, SIGKILL its worker and work horse, age the abandoned job's registry entry."""
     worker = start_worker()
-    options: dict[str, Any] = {"retry": retry} if retry else {}
     job_id = background.submit(test_jobs.block_first_attempt, str(marker), 120, **options)
     horse = horse_pid(marker)
 
     # What the OOM killer or `docker kill` does: the worker and its work horse die at once.
-    # (The horse runs in its own process group: killing only the worker would leave it to
-    # finish the job on its own.)
     os.kill(worker.pid, signal.SIGKILL)
     os.kill(horse, signal.SIGKILL)
     assert worker.wait() == -signal.SIGKILL
@@ -420,21 +414,53 @@ def test_sigkill_mid_job_never_loses_the_job(
 
     # rq will not go below 60 s there; age the entry as time would instead of sleeping.
     redis.zadd(started.key, {entry: 1}, xx=True)
+    return job_id
+
+
+# Real commits: inside a test-wrapping transaction, submit() would wait for a commit forever.
+@pytest.mark.django_db(transaction=True)
+def test_sigkill_mid_job_lands_in_the_failed_registry_and_the_dashboard_requeues_it(
+    redis: Redis,
+    worker_env: dict[str, str],
+    start_worker: Callable[..., WorkerProcess],
+    marker: Path,
+    client: Client,
+    admin_client: Client,
+) -> None:
+    job_id = kill_mid_job_and_let_the_registry_expire(redis, start_worker, marker)
+
     # Every worker cleans the registries when it starts (and every 10 minutes after).
+    cleanup = burst(worker_env)
+
+    assert cleanup.returncode == 0, cleanup.stderr
+    assert background.outcome(job_id).status == "failed"
+    assert job_id in django_rq.get_queue(QUEUE).failed_job_registry.get_job_ids()
+    latest = Job.fetch(job_id, connection=redis).latest_result()
+    assert latest is not None
+    assert "AbandonedJobError" in (latest.exc_string or "")
+
+    # django-rq's dashboard under the admin URL, staff only: list, then requeue.
+    failed_page = f"/{settings.ADMIN_URL}django_rq/queues/0/failed/"
+    assert client.get(failed_page).status_code == 302  # to the admin login
+    assert job_id in admin_client.get(failed_page).content.decode()
+    assert admin_client.post(f"/{settings.ADMIN_URL}django_rq/queues/0/{job_id}/requeue/").status_code == 302
+    assert background.outcome(job_id).status == "queued"
+    rerun = burst(worker_env)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert background.outcome(job_id) == background.JobOutcome("finished", "retried")
+
+
+def test_sigkill_mid_job_is_retried_when_enqueued_with_retry(
+    redis: Redis, worker_env: dict[str, str], start_worker: Callable[..., WorkerProcess], marker: Path
+) -> None:
+    job_id = kill_mid_job_and_let_the_registry_expire(redis, start_worker, marker, retry=Retry(max=1))
+
     result = burst(worker_env)
 
+    # The cleanup requeued it, and the same burst worker ran it again.
     assert result.returncode == 0, result.stderr
-    outcome = background.outcome(job_id)
-    if retry is None:
-        assert outcome.status == "failed"
-        queue = django_rq.get_queue(QUEUE)
-        assert job_id in queue.failed_job_registry.get_job_ids()
-        latest = Job.fetch(job_id, connection=redis).latest_result()
-        assert latest is not None
-        assert "AbandonedJobError" in (latest.exc_string or "")
-    else:
-        # Requeued by the cleanup and run again by the same burst worker.
-        assert (outcome.status, outcome.result) == ("finished", "retried")
+    assert background.outcome(job_id) == background.JobOutcome("finished", "retried")
 
 
 def test_the_worker_reconnects_after_redis_restarts_under_it(
