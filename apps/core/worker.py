@@ -1,4 +1,5 @@
-"""The rq worker class used by ``manage.py rqworker``: log context and clean DB connections."""
+"""The rq worker class used by ``manage.py rqworker``: log context, clean DB connections, and a
+registration that survives a Redis restart."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ _JOB_CONTEXT = ("job_id", "queue", "job_func", "request_id")
 
 
 class ContextWorker(Worker):
-    """rq's forking worker with two additions.
+    """rq's forking worker with three additions.
 
     - Every line the worker logs carries ``worker_id``; while a job runs, also ``job_id``,
       ``queue``, ``job_func`` and the ``request_id`` of the request that enqueued it.
