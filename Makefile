@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 INSTALLED := $(VENV)/.installed
 PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
-# A short worker TTL lets a killed worker's registration expire in 30 s (check_services --worker).
+# A short worker TTL: a killed worker's registration expires 90 s (TTL + 60) after its last heartbeat.
 WORKER_ARGS := default --worker-ttl 30
 COMPOSE ?= docker compose
 

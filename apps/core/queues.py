@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from django_rq.queues import DjangoRQ
+from django_rq.queues import DjangoRQ, get_result_ttl
 from rq.job import Job
 
 # The context keys a job carries from the code that enqueued it into the worker.
@@ -20,4 +20,9 @@ class ContextQueue(DjangoRQ):
         carried = {key: context[key] for key in PROPAGATED_CONTEXT if key in context}
         if carried:
             kwargs["meta"] = {**carried, **(kwargs.get("meta") or {})}
+        if kwargs.get("result_ttl") is None:
+            # rq's enqueue() passes result_ttl=None explicitly, and django-rq only fills in the
+            # configured DEFAULT_RESULT_TTL when the key is absent: results would be kept for
+            # rq's own 500 s instead.
+            kwargs["result_ttl"] = get_result_ttl(self.name)
         return super().enqueue_call(*args, **kwargs)

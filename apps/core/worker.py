@@ -1,4 +1,5 @@
-"""The rq worker class used by ``manage.py rqworker``: log context and clean DB connections."""
+"""The rq worker class used by ``manage.py rqworker``: log context, clean DB connections, and a
+registration that survives a Redis restart."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import close_old_connections, connections
+from redis.client import Pipeline
+from rq import worker_registration
 from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
@@ -20,12 +23,16 @@ _JOB_CONTEXT = ("job_id", "queue", "job_func", "request_id")
 
 
 class ContextWorker(Worker):
-    """rq's forking worker with two additions.
+    """rq's forking worker with three additions.
 
     - Every line the worker logs carries ``worker_id``; while a job runs, also ``job_id``,
       ``queue``, ``job_func`` and the ``request_id`` of the request that enqueued it.
     - Each job starts and ends with stale database connections closed, so a PostgreSQL
       restart between two jobs does not fail the second one.
+    - A worker whose registration vanished from Redis (Redis restarted without persistence,
+      or was flushed) registers again at its next heartbeat. rq itself reconnects and keeps
+      consuming, but stays out of the queue's worker set, so ``check_services --worker`` and
+      the dashboard would report no worker while one is busy working.
     """
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
@@ -36,6 +43,24 @@ class ContextWorker(Worker):
             **service_fields(settings.DATABASES["default"], settings.REDIS_URL),
         )
         return super().work(*args, **kwargs)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        super().heartbeat(timeout, pipeline)
+        # Heartbeats inside a pipeline belong to job bookkeeping; the idle loop and the end of
+        # every job send plain ones, which is often enough to notice a lost registration.
+        if pipeline is None and not self._is_horse:
+            self._restore_registration(timeout or self.worker_ttl + 60)
+
+    def _restore_registration(self, ttl: int) -> None:
+        # register_birth() writes "birth"; a hash without it was recreated by the heartbeat alone.
+        if self.connection.hexists(self.key, "birth"):
+            return
+        logger.warning("worker_registration_restored", reason="worker key lost in Redis")
+        with self.connection.pipeline() as pipe:
+            pipe.hset(self.key, mapping={**self.serialize(), "state": self.get_state()})
+            pipe.expire(self.key, ttl)
+            worker_registration.register(self, pipe)
+            pipe.execute()
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         structlog.contextvars.bind_contextvars(

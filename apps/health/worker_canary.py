@@ -17,6 +17,10 @@ from apps.health import errors
 from apps.health.jobs import CANARY_RESULT, canary
 
 _POLL_INTERVAL = 0.02
+# The caller stops waiting at ``timeout``; the canary gives up a little earlier so that it can
+# still report its facts and delete its job. (A probe thread abandoned at the deadline dies with
+# the command before its ``finally`` runs, leaving the canary job in the queue.)
+_CLEANUP_MARGIN = 0.25
 _ENDED = {JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
 
@@ -38,6 +42,7 @@ def live_worker_count(connection: Redis, queue_name: str) -> int:
 
 def round_trip(queue_name: str, timeout: float) -> dict[str, int]:
     """Queue facts, after a canary job finished within ``timeout``; ``ProbeError`` otherwise."""
+    deadline = time.monotonic() + timeout - min(_CLEANUP_MARGIN, timeout / 2)
     queue = django_rq.get_queue(queue_name, commit_mode="auto")
     facts = {
         "workers": live_worker_count(queue.connection, queue_name),
@@ -47,7 +52,6 @@ def round_trip(queue_name: str, timeout: float) -> dict[str, int]:
     if facts["workers"] == 0:
         raise errors.ProbeError(errors.NO_WORKER, f"no live worker is registered for queue {queue_name!r}", facts)
 
-    deadline = time.monotonic() + timeout
     job = queue.enqueue(
         canary,
         result_ttl=30,
