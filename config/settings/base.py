@@ -119,6 +119,8 @@ RQ = {
     "COMMIT_MODE": "on_db_commit",
     "QUEUE_CLASS": "apps.core.queues.ContextQueue",
     "WORKER_CLASS": "apps.core.worker.ContextWorker",
+    # How long a finished job's result stays readable (ContextQueue applies it to enqueue()).
+    "DEFAULT_RESULT_TTL": 3600,
 }
 
 AUTH_PASSWORD_VALIDATORS = [
