@@ -33,7 +33,7 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 run: install .env ## Create the database if needed, migrate, run the web server and one worker
 	$(MANAGE) ensure_database
 	$(MANAGE) migrate --no-input
-	@port=$$($(BIN)/python -c 'from config import env; env.read_dotenv(); print(env.load().port)') || exit 2; \
+	@port=$$($(BIN)/python -c 'from config import env; print(env.load_project_config().port)') || exit 2; \
 	$(MANAGE) rqworker $(WORKER_ARGS) & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT; \
 	$(MANAGE) runserver 127.0.0.1:$$port

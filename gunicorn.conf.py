@@ -9,11 +9,10 @@ from config import env
 from config.logging import build_logging_config, service_fields
 from config.startup import exit_on_bad_configuration
 
-env.read_dotenv()
 try:
     # Validate in the master, before forking: one readable report and exit status 2 instead
     # of every worker failing to boot.
-    _config = env.load()
+    _config = env.load_project_config()
 except env.ConfigurationError as error:
     exit_on_bad_configuration(error)
 
@@ -51,6 +50,7 @@ def when_ready(server: object) -> None:
 
 def worker_exit(server: object, worker: object) -> None:
     """Close the health probes' database connections when a worker stops."""
-    from apps.health import checks
+    from apps.health import access, checks
 
     checks.shutdown()
+    access.shutdown()

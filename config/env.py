@@ -7,6 +7,7 @@ go. Messages name the variable and the rule, never the value (values are often s
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -166,6 +167,10 @@ def _database(value: str) -> dict[str, Any]:
         raise _Invalid("not a valid database URL") from None
     if scheme != "sqlite" and not config.get("NAME"):
         raise _Invalid("must name a database (postgres://user@host:5432/NAME)")
+    if scheme == "sqlite" and config.get("NAME") in (None, "", ":memory:"):
+        # An in-memory database is private to each thread's connection: the app would run on
+        # an empty database the probes cannot see. Only files make sense here.
+        raise _Invalid("must name a database file (sqlite:////absolute/path.sqlite3)")
     return config
 
 
@@ -177,6 +182,9 @@ def _redis_url(value: str) -> str:
         parts.port  # noqa: B018 - raises ValueError on a non-numeric or out-of-range port
     except ValueError:
         raise _Invalid("not a valid URL") from None
+    database = parts.path.strip("/") if parts.scheme != "unix" else ""
+    if database and not database.isdigit():
+        raise _Invalid("the database after the host must be a number (redis://host:6379/0)")
     return value
 
 
@@ -245,7 +253,38 @@ def load(environment: Mapping[str, str] | None = None) -> Config:
     return config
 
 
-def read_dotenv(path: Path = BASE_DIR / ".env") -> None:
-    """Load ``.env`` into the process environment; real variables win, a missing file is fine."""
-    if path.is_file():
+_DOTENV_LINE = re.compile(r"\A(?:export )?[A-Za-z_0-9]+=.*\Z")
+
+
+def read_dotenv(path: Path = BASE_DIR / ".env") -> list[str]:
+    """Load ``.env`` into the process environment; real variables win, a missing file is fine.
+
+    Returns a problem per malformed line. django-environ skips such lines and logs them whole
+    (``Invalid line: DJANGO_SECRET_KEY s3cret``), so they are found here and never shown.
+    """
+    if not path.is_file():
+        return []
+    problems = [
+        f"{path.name} line {number}: expected NAME=value"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if line.strip() and not line.startswith("#") and not _DOTENV_LINE.match(line)
+    ]
+    environ_logger = logging.getLogger("environ.environ")
+    environ_logger.disabled = True
+    try:
         environ.Env.read_env(str(path), overwrite=False)
+    finally:
+        environ_logger.disabled = False
+    return problems
+
+
+def load_project_config(dotenv: Path = BASE_DIR / ".env") -> Config:
+    """The process's configuration: the environment over ``.env``, validated in one pass."""
+    problems = read_dotenv(dotenv)
+    try:
+        config = load()
+    except ConfigurationError as error:
+        raise ConfigurationError(problems + error.problems) from None
+    if problems:
+        raise ConfigurationError(problems)
+    return config

@@ -37,9 +37,8 @@ def main(argv: list[str]) -> int:
     if not path.startswith("/"):
         print(f"usage: python -m config.healthcheck [/PATH] (got {path!r})", file=sys.stderr)
         return 1
-    env.read_dotenv()
     try:
-        config = env.load()
+        config = env.load_project_config()
     except env.ConfigurationError as error:
         print("\n".join(error.problems), file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
@@ -21,16 +21,21 @@ HEALTH_PROBE_PATH = re.compile(r"^/(livez|readyz|healthz)/?(\?.*)?$")
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, safe to log."""
+    """``url`` with its passwords (in the user info or a ``password=`` query) as ``***``."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if parts.query:
+        query = [(key, "***" if key.lower() == "password" else value) for key, value in parse_qsl(parts.query)]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    masked = urlunsplit(parts)
+    if not parts.netloc and url.startswith(f"{parts.scheme}://"):
+        masked = masked.replace(":", "://", 1)  # urlunsplit drops the empty authority of unix:///
+    return masked
 
 
 def service_fields(database: Mapping[str, Any], redis_url: str) -> dict[str, str]:
@@ -64,6 +69,16 @@ def _gunicorn_access_fields(_: WrappedLogger, __: str, event_dict: EventDict) ->
         user_agent=atoms.get("a"),
         request_id=request_id if request_id and request_id != "-" else None,
     )
+    return event_dict
+
+
+def _request_id_from_record(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """django.request logs 4xx/5xx responses after the middleware chain has returned and the
+    log context is cleared; the record still carries the request, which knows its id."""
+    if event_dict.get("request_id") is None:
+        request_id = getattr(getattr(event_dict.get("_record"), "request", None), "request_id", None)
+        if request_id is not None:
+            event_dict["request_id"] = request_id
     return event_dict
 
 
@@ -112,6 +127,7 @@ def foreign_processors() -> list[Processor]:
         # Only extras that are plain values: runserver's "request" extra is a raw socket.
         structlog.stdlib.ExtraAdder(allow=("status_code",)),
         _gunicorn_access_fields,
+        _request_id_from_record,
         _drop_color_message,
     ]
 
@@ -165,6 +181,9 @@ def build_logging_config(level: str, fmt: str) -> dict[str, Any]:
 
 def configure_structlog() -> None:
     """Route structlog through stdlib logging so one handler and formatter serve everything."""
+    # Python warnings (whitenoise's "No directory at", deprecations) become log records too,
+    # instead of raw text that breaks the one-JSON-object-per-line rule.
+    logging.captureWarnings(True)
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

@@ -16,9 +16,10 @@ def _close_probe_connections(django_db_setup: None, django_db_blocker) -> Iterat
     Depending on ``django_db_setup`` makes this teardown run before the database is dropped.
     """
     yield
-    from apps.health import checks
+    from apps.health import access, checks
 
     checks.shutdown()
+    access.shutdown()
 
 
 @pytest.fixture

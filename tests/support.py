@@ -60,6 +60,13 @@ CONTRACT_VARIABLES = (
 GUNICORN_READS = ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS")
 
 
+def caches_at(redis_url: str) -> dict[str, dict[str, object]]:
+    """The project's CACHES with the app's Redis (cache and probe) moved to ``redis_url``."""
+    from django.conf import settings
+
+    return {**settings.CACHES, "default": {**settings.CACHES["default"], "LOCATION": redis_url}}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -267,6 +274,10 @@ class BlackHole:
             except OSError:
                 return
             self.accepted.append(connection)
+
+    def close_listener(self) -> None:
+        """Stop accepting, but keep the accepted connections silent and open (no FIN sent)."""
+        self.sock.close()
 
     def close(self) -> None:
         self.sock.close()

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 
-from tests.support import RedisServer, free_port, project_env, run_manage, timed
+from tests.support import BlackHole, RedisServer, caches_at, free_port, project_env, run_manage, timed
 
 pytestmark = pytest.mark.django_db
-
-
-def _redis_at(url: str) -> dict[str, dict[str, object]]:
-    from django.conf import settings
-
-    return {"default": {**settings.CACHES["default"], "LOCATION": url}}
 
 
 class TestInProcess:
@@ -47,7 +40,7 @@ class TestInProcess:
     def test_redis_down_exits_1_and_names_it(self) -> None:
         out = StringIO()
         with (
-            override_settings(CACHES=_redis_at(f"redis://127.0.0.1:{free_port()}/0")),
+            override_settings(CACHES=caches_at(f"redis://127.0.0.1:{free_port()}/0")),
             pytest.raises(CommandError) as caught,
         ):
             call_command("check_services", "--json", stdout=out)
@@ -120,26 +113,35 @@ class TestSubprocess:
         assert 2 <= elapsed[0] < 10
         assert "redis" in result.stdout
 
-    def test_timeout_overrides_the_deadline(self) -> None:
-        from tests.support import BlackHole
-
-        hole = BlackHole()
-        try:
-            started = time.monotonic()
-            result = run_manage(
-                "check_services",
-                "--json",
-                "--timeout",
-                "0.3",
-                env=project_env(REDIS_URL=f"redis://127.0.0.1:{hole.port}/0", HEALTHCHECK_TIMEOUT="10"),
-            )
-            assert time.monotonic() - started < 8  # far below the configured 10 s
-        finally:
-            hole.close()
+    def test_timeout_overrides_the_deadline(self, black_hole: BlackHole) -> None:
+        with timed() as healthy:
+            assert run_manage("check_services", env=project_env()).returncode == 0
+        env = project_env(REDIS_URL=f"redis://127.0.0.1:{black_hole.port}/0", HEALTHCHECK_TIMEOUT="10")
+        with timed() as stuck:
+            result = run_manage("check_services", "--json", "--timeout", "0.3", env=env)
         assert result.returncode == 1
-        report = json.loads(result.stdout)
-        assert report["checks"]["redis"]["error"] == "timeout"
-        assert report["checks"]["redis"]["latency_ms"] == pytest.approx(300, abs=1)
+        assert json.loads(result.stdout)["checks"]["redis"]["error"] == "timeout"
+        # The same start-up plus 0.3 s, not the configured 10 s.
+        assert stuck[0] - healthy[0] < 0.3 + 0.6
+
+    def test_wait_never_overruns_n(self, black_hole: BlackHole) -> None:
+        env = project_env(REDIS_URL=f"redis://127.0.0.1:{black_hole.port}/0")
+        with timed() as elapsed:
+            result = run_manage("check_services", "--wait", "2", "--timeout", "5", env=env)
+        assert result.returncode == 1
+        assert elapsed[0] < 2 + 3  # start-up + 2 s, never + a full 5 s attempt
+
+    def test_wait_sees_recovery_even_with_result_caching(self) -> None:
+        redis = RedisServer()
+        starter = threading.Timer(2.0, redis.start)
+        starter.start()
+        try:
+            env = project_env(REDIS_URL=redis.url, HEALTHCHECK_CACHE_SECONDS="30")
+            result = run_manage("check_services", "--wait", "15", env=env)
+            assert result.returncode == 0, result.stdout
+        finally:
+            starter.join()
+            redis.stop()
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from tests.support import (
     PostgresCluster,
     RedisServer,
     Server,
+    caches_at,
     child_pids,
     established_connections,
     process_threads,
@@ -299,10 +300,8 @@ def test_probing_opens_no_new_database_connections(postgres_cluster: PostgresClu
 
 @pytest.mark.django_db
 def test_run_checks_deadline_in_process(black_hole: BlackHole) -> None:
-    from django.conf import settings
 
-    caches = {"default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{black_hole.port}/0"}}
-    with override_settings(CACHES=caches):
+    with override_settings(CACHES=caches_at(f"redis://127.0.0.1:{black_hole.port}/0")):
         threads_before = threading.active_count()
         for _ in range(5):
             with timed() as elapsed:
@@ -327,7 +326,7 @@ def test_check_services_does_not_outlive_its_answer(black_hole: BlackHole) -> No
     report = json.loads(result.stdout)
     assert report["checks"]["redis"]["error"] == report["checks"]["db"]["error"] == "timeout"
     # Start-up costs the same either way; the stuck run adds the deadline and little else.
-    assert stuck[0] - healthy[0] <= DEADLINE + 1.0
+    assert stuck[0] - healthy[0] <= DEADLINE + 0.6
 
 
 def test_wait_with_redis_black_hole_keeps_threads_bounded(black_hole: BlackHole) -> None:
@@ -345,3 +344,37 @@ def test_wait_with_redis_black_hole_keeps_threads_bounded(black_hole: BlackHole)
     assert "timeout" in stdout
     assert threads <= 4  # main + the db and redis probe threads (+1 spare)
     assert connections <= 2
+
+
+def test_redis_silent_peer_is_cut_loose_once_redis_is_back() -> None:
+    """A PING stuck on a connection that never closes (no FIN) must not outlive recovery."""
+    hole = BlackHole()
+    redis = RedisServer(port=hole.port)
+    try:
+        with Server(_server_env(REDIS_URL=redis.url)) as server:
+            assert _probe(server)[1] == 503  # the probe's connection now hangs in the hole
+            hole.close_listener()  # the stuck connection stays open and silent
+            redis.start()
+            recovered_after = _wait_for(server, 200, within=2 + DEADLINE)
+            assert recovered_after is not None, "the Redis probe stayed stuck on the silent connection"
+    finally:
+        hole.close()
+        redis.stop()
+
+
+def test_details_for_a_session_cookie_stay_within_the_deadline(collected_static: None) -> None:
+    """A made-up session cookie must not buy a stranger a slow database lookup past the deadline."""
+    proxy = DelayProxy(SHARED_PG_PORT, delay=0)
+    try:
+        url = f"postgres://postgres@127.0.0.1:{proxy.port}/postgres"
+        with Server(_server_env(DATABASE_URL=url)) as server:
+            assert server.get("/healthz").status == 200
+            proxy.delay = 0.6  # every reply from the database takes 0.6 s: slow, but within the deadline
+            cookie = {"Cookie": "sessionid=abcdefghijklmnopqrstuvwxyz012345"}
+            for path in ("/healthz?verbose=1", "/readyz?verbose=1"):
+                with timed() as elapsed:
+                    response = server.get(path, cookie)
+                assert elapsed[0] <= DEADLINE + MARGIN
+                assert json.loads(response.body).keys() == {"status", "db", "redis"}
+    finally:
+        proxy.close()

@@ -10,24 +10,18 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 
-from tests.support import free_port
+from tests.support import caches_at, free_port
 
 pytestmark = pytest.mark.django_db
 
 HEALTHY = {"status": "ok", "db": "ok", "redis": "ok"}
 
 
-def _redis_at(url: str) -> dict[str, dict[str, object]]:
-    from django.conf import settings
-
-    return {"default": {**settings.CACHES["default"], "LOCATION": url}}
-
-
 @pytest.fixture
 def redis_down() -> Iterator[int]:
     """Point the app's Redis at a port where nothing listens."""
     port = free_port()
-    with override_settings(CACHES=_redis_at(f"redis://127.0.0.1:{port}/0")):
+    with override_settings(CACHES=caches_at(f"redis://127.0.0.1:{port}/0")):
         yield port
 
 
@@ -47,9 +41,59 @@ def test_livez_checks_nothing(client: Client, redis_down: int) -> None:
     assert response["Cache-Control"] == "no-store"
 
 
-def test_head_is_allowed_and_post_is_not(client: Client) -> None:
-    assert client.head("/healthz").status_code == 200
-    assert client.post("/healthz").status_code == 405
+@pytest.mark.parametrize("path", ["/livez", "/readyz", "/healthz"])
+def test_head_is_allowed_and_other_methods_get_a_json_405(client: Client, path: str) -> None:
+    assert client.head(path).status_code == 200
+    for method in (client.post, client.put, client.delete, client.options):
+        response = method(path)
+        assert response.status_code == 405
+        assert response["Content-Type"] == "application/json"
+        assert response["Cache-Control"] == "no-store"
+        assert response["Allow"] == "GET, HEAD"
+        assert response.json()["status"] == "error"
+
+
+def test_livez_speaks_health_json_too(client: Client) -> None:
+    response = client.get("/livez", HTTP_ACCEPT="application/health+json")
+    assert response["Content-Type"] == "application/health+json"
+    assert response.json() == {"status": "pass"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_queue_dashboard_leaves_the_cache_pool_alone(client: Client) -> None:
+    """rq's Worker objects (built by the dashboard) raise their pool's socket timeout to minutes;
+    the queues have their own pool, so the cache and the probe keep their 2 s."""
+    import subprocess
+    import time
+
+    from django.conf import settings
+    from django_redis import get_redis_connection
+
+    from tests.support import PYTHON, ROOT, project_env
+
+    cache_pool = get_redis_connection("default").connection_pool
+    queue_pool = get_redis_connection("queues").connection_pool
+    worker = subprocess.Popen(
+        [PYTHON, "manage.py", "rqworker", "default", "--worker-ttl", "30"],
+        cwd=ROOT,
+        env=project_env(REDIS_URL=settings.REDIS_URL),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        from apps.health.worker_canary import live_worker_count
+
+        while live_worker_count(get_redis_connection("queues"), "default") == 0:
+            assert time.monotonic() < deadline, "the worker never registered"
+            time.sleep(0.1)
+        client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
+        assert client.get("/admin/django_rq/workers/0/").status_code == 200
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert queue_pool.connection_kwargs["socket_timeout"] > 60  # the dashboard did build Workers
+    assert cache_pool.connection_kwargs["socket_timeout"] == 2
 
 
 def test_redis_down_is_503_without_leaking_where_it_is(client: Client, redis_down: int) -> None:
@@ -132,11 +176,14 @@ class TestDetails:
         assert redis["error"] == "refused"
         assert str(redis_down) not in response.content.decode()
 
+    # The session is read on the lookup thread's own connection: it must be committed.
+    @pytest.mark.django_db(transaction=True)
     def test_staff_session_unlocks_details(self, client: Client) -> None:
         staff = get_user_model().objects.create_user("ops", password="pw", is_staff=True)
         client.force_login(staff)
         assert "checks" in client.get("/healthz?verbose=1").json()
 
+    @pytest.mark.django_db(transaction=True)
     def test_a_non_staff_session_does_not(self, client: Client) -> None:
         user = get_user_model().objects.create_user("someone", password="pw")
         client.force_login(user)

@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -79,6 +78,7 @@ def gunicorn_run() -> dict[str, Any]:
             "probe": server.get("/healthz?verbose=1", {"Authorization": f"Bearer {TOKEN}"}),
             "wrong_token": server.get("/healthz?verbose=1", {"Authorization": "Bearer nope"}),
             "fail": server.get("/__test__/fail", {"X-Request-ID": "failing-request"}),
+            "not_found": server.get("/no-such-page", {"X-Request-ID": "missing-page"}),
         }
     finally:
         server.stop()
@@ -138,11 +138,17 @@ class TestGunicornJson:
         lines = _by_request(gunicorn_run["records"], "failing-request")
         failed = [r for r in lines if r["event"] == "request_failed"]
         assert len(failed) == 1
-        (exception,) = [e for e in failed[0]["exception"] if e["exc_type"] == "RuntimeError"]
+        (exception,) = failed[0]["exception"]  # nothing chained to it (no stray context)
+        assert exception["exc_type"] == "RuntimeError"
         assert exception["exc_value"] == "deliberate failure for the logging tests"
         assert any(frame["name"] == "fail" for frame in exception["frames"])
         assert all("locals" not in frame for frame in exception["frames"])
         assert any(r["event"] == "about_to_fail" for r in lines)  # the view's own line has the id too
+
+    def test_lines_logged_after_the_middleware_keep_the_request_id(self, gunicorn_run: dict[str, Any]) -> None:
+        assert gunicorn_run["responses"]["not_found"].status == 404
+        lines = _by_request(gunicorn_run["records"], "missing-page")
+        assert any(r["logger"] == "django.request" and r["event"].startswith("Not Found") for r in lines)
 
     def test_startup_line_masks_passwords(self, gunicorn_run: dict[str, Any]) -> None:
         (ready,) = [r for r in gunicorn_run["records"] if r["event"] == "web_ready"]
@@ -234,10 +240,32 @@ def test_worker_process_started_directly_logs_json() -> None:
     assert all(r.get("worker_id") == ready["worker_id"] for r in records if r["logger"] == "rq.worker")
 
 
+def test_python_warnings_are_log_lines_too() -> None:
+    result = run_manage("shell", "-c", "import warnings; warnings.warn('careful now')", env=_env())
+    assert result.returncode == 0, result.stderr
+    (warning,) = [r for r in _json_lines(result.stderr) if r["logger"] == "py.warnings"]
+    assert "careful now" in warning["event"]
+    assert warning["level"] == "warning"
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgres://app:pw-1@db:5432/app", "postgres://app:***@db:5432/app"),
+        ("redis://:pw-2@cache:6379/0", "redis://:***@cache:6379/0"),
+        ("unix:///run/redis.sock?password=pw-3&db=1", "unix:///run/redis.sock?password=***&db=1"),
+        ("rediss://cache:6380/0", "rediss://cache:6380/0"),
+    ],
+)
+def test_urls_are_logged_without_passwords(url: str, masked: str) -> None:
+    from config.logging import mask_url
+
+    assert mask_url(url) == masked
+
+
 def test_no_secret_in_any_captured_output() -> None:
     """Runs last in this module: grep everything the processes above printed."""
     assert len(CAPTURED) >= 5
     everything = "\n".join(CAPTURED)
     for secret in SECRETS:
         assert secret not in everything
-    assert Path(ROOT / ".env").name  # the grep covered subprocess output only; .env is never logged

@@ -1,14 +1,49 @@
-"""Who may see health details: a Bearer ``HEALTHCHECK_TOKEN`` or a logged-in staff user."""
+"""Who may see health details: a Bearer ``HEALTHCHECK_TOKEN`` or a logged-in staff user.
+
+The token costs nothing to check. The staff check reads the session and the user from the
+database, and a probe must answer within its deadline whatever the database does; so that
+lookup runs on one long-lived daemon thread per process, starts while the checks run, and is
+waited for only until the probe's deadline. A lookup that is late, or arrives while another is
+still running, means "no details": a flood of made-up session cookies costs one query at a
+time and never delays a probe.
+"""
 
 from __future__ import annotations
 
 import hmac
+import os
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from importlib import import_module
+from queue import SimpleQueue
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.contrib.auth import get_user
-from django.db import DatabaseError
+from django.db import close_old_connections, connections
 from django.http import HttpRequest
+
+from apps.health.checks import cut_database_connection
+
+
+class Authorisation(Protocol):
+    def granted(self, deadline: float) -> bool:
+        """Whether details may be shown; waits at most until ``deadline`` (time.monotonic())."""
+
+
+@dataclass(frozen=True)
+class _Decided:
+    value: bool
+
+    def granted(self, deadline: float) -> bool:
+        return self.value
+
+
+GRANTED = _Decided(True)
+DENIED = _Decided(False)
 
 
 def has_valid_token(request: HttpRequest) -> bool:
@@ -19,25 +54,98 @@ def has_valid_token(request: HttpRequest) -> bool:
     return hmac.compare_digest(presented.strip().encode(), token.encode())
 
 
-def is_staff_session(request: HttpRequest) -> bool:
-    """Whether the session cookie belongs to an active staff user.
-
-    Probes are answered before SessionMiddleware runs (see HealthProbeMiddleware), so the
-    session is loaded here, and only when details were asked for.
-    """
-    session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
-    if not session_key:
-        return False
-    engine = import_module(settings.SESSION_ENGINE)
-    request.session = engine.SessionStore(session_key)
-    try:
-        user = get_user(request)
-    except DatabaseError:
-        return False
+def is_staff_session(session_key: str) -> bool:
+    """Whether ``session_key`` belongs to an active staff user (reads the database)."""
+    holder = HttpRequest()
+    holder.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user = get_user(holder)
     return bool(user.is_active and user.is_staff)
 
 
-def may_see_details(request: HttpRequest, database_ok: bool) -> bool:
-    # The session lives in the database: with the database failing, looking it up could
-    # outlast the probe's deadline, so only the token opens details then.
-    return has_valid_token(request) or (database_ok and is_staff_session(request))
+class _StaffLookups:
+    """One daemon thread that answers staff-session lookups, one at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._busy = False
+        self._connection: Any = None
+        self._requests: SimpleQueue[tuple[str, Future[bool]] | None] = SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, session_key: str) -> Future[bool] | None:
+        with self._lock:
+            if self._pid != os.getpid():
+                # First use in this process (threads do not survive gunicorn's fork).
+                self._pid, self._busy = os.getpid(), False
+                self._requests = SimpleQueue()
+                self._thread = threading.Thread(target=self._serve, name="health-staff-lookup", daemon=True)
+                self._thread.start()
+            if self._busy:
+                return None
+            self._busy = True
+        future: Future[bool] = Future()
+        self._requests.put((session_key, future))
+        return future
+
+    def give_up(self) -> None:
+        """The caller stopped waiting: end a lookup stuck on a database that stopped answering."""
+        with self._lock:
+            if self._busy:
+                cut_database_connection(self._connection)
+
+    def stop(self, wait_seconds: float) -> None:
+        """Let the thread finish its lookup, close its database connection and exit."""
+        with self._lock:
+            thread, self._thread, self._pid = self._thread, None, 0
+        if thread is not None and thread.is_alive():
+            self._requests.put(None)
+            thread.join(wait_seconds)
+
+    def _serve(self) -> None:
+        self._connection = connections["default"]
+        while (request := self._requests.get()) is not None:
+            session_key, future = request
+            # This thread is outside Django's request cycle: drop a connection that broke
+            # (or aged past CONN_MAX_AGE) since the last lookup, as request_started would.
+            close_old_connections()
+            try:
+                allowed = is_staff_session(session_key)
+            except Exception:  # noqa: BLE001 - no answer is "no details", never an error page
+                allowed = False
+                connections["default"].close()
+            with self._lock:
+                self._busy = False
+            future.set_result(allowed)
+        connections.close_all()
+
+
+_lookups = _StaffLookups()
+
+
+def shutdown(wait_seconds: float = 1.0) -> None:
+    """Stop the lookup thread and close its connection (process exit hooks, tests)."""
+    _lookups.stop(wait_seconds)
+
+
+@dataclass(frozen=True)
+class _PendingLookup:
+    future: Future[bool]
+
+    def granted(self, deadline: float) -> bool:
+        try:
+            return self.future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            _lookups.give_up()
+            return False
+
+
+def authorise(request: HttpRequest) -> Authorisation:
+    """Start deciding whether this caller may see details; ask ``.granted(deadline)`` later."""
+    if has_valid_token(request):
+        return GRANTED
+    session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    if not session_key:
+        return DENIED
+    future = _lookups.submit(session_key)
+    return DENIED if future is None else _PendingLookup(future)

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -121,30 +122,61 @@ class DatabaseProbe:
 
     def interrupt(self) -> None:
         with self._lock:
-            raw = getattr(self._running, "connection", None)
-            pgconn = getattr(raw, "pgconn", None)  # psycopg only; SQLite cannot hang on a peer
-            if pgconn is None:
-                return
-            try:
-                fd = pgconn.socket
-                with socket.socket(fileno=os.dup(fd)) as sock:
-                    sock.shutdown(socket.SHUT_RDWR)
-            except Exception:  # noqa: BLE001, S110 - already closed (OSError, psycopg's error): nothing is stuck
-                pass
+            cut_database_connection(self._running)
+
+
+def cut_database_connection(connection: Any) -> None:
+    """Shut down the socket under a Django database connection that another thread is stuck on.
+
+    libpq has no client-side query timeout: a server that stops answering mid-reply keeps the
+    waiting thread blocked until TCP gives up. Shutting the socket down makes that thread's
+    read fail now; Django then discards the connection and the next use reconnects.
+    """
+    pgconn = getattr(getattr(connection, "connection", None), "pgconn", None)
+    if pgconn is None:
+        return  # not connected, or SQLite (no peer to hang on)
+    try:
+        with socket.socket(fileno=os.dup(pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except Exception:  # noqa: BLE001, S110 - already closed (OSError, psycopg's error): nothing is stuck
+        pass
 
 
 class RedisProbe:
-    """``PING`` on django-redis's client, the pool the cache and the queues use."""
+    """``PING`` on a connection of django-redis's pool: the one the app's cache really uses."""
 
     name = "redis"
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: Any = None
+
     def run(self, timeout: float) -> None:
-        # The pool's socket timeouts (settings.CACHES) bound a stuck PING; the caller's
-        # deadline does not depend on them.
-        get_redis_connection("default").ping()
+        pool = get_redis_connection("default").connection_pool
+        # Connecting is bounded by the pool's socket timeouts (settings.CACHES); the PING is
+        # sent on a connection held here, so interrupt() can cut it loose if it hangs.
+        connection = pool.get_connection()
+        try:
+            with self._lock:
+                self._running = connection
+            connection.send_command("PING")
+            reply = connection.read_response()
+            if reply not in (b"PONG", "PONG", True):
+                raise errors.ProbeError(errors.UNKNOWN, "unexpected reply to PING")
+        except BaseException:
+            connection.disconnect()  # never hand a half-read reply back to the pool
+            raise
+        finally:
+            with self._lock:
+                self._running = None
+            pool.release(connection)
 
     def interrupt(self) -> None:
-        pass
+        with self._lock:
+            sock = getattr(self._running, "_sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 class WorkerProbe:
@@ -288,15 +320,21 @@ def validate_names(names: Iterable[str]) -> tuple[str, ...]:
     return chosen
 
 
-def run_checks(names: Iterable[str] = DEFAULT_CHECKS, timeout: float | None = None) -> HealthReport:
-    """Run the named probes concurrently and return within ``timeout`` seconds."""
+def run_checks(
+    names: Iterable[str] = DEFAULT_CHECKS, timeout: float | None = None, *, use_cache: bool = True
+) -> HealthReport:
+    """Run the named probes concurrently and return within ``timeout`` seconds.
+
+    ``use_cache=False`` always runs the probes (a caller that retries until healthy must not be
+    handed its own earlier failure from the ``HEALTHCHECK_CACHE_SECONDS`` window).
+    """
     chosen = validate_names(names)
     if timeout is None:
         timeout = settings.HEALTHCHECK_TIMEOUT
     if not (timeout > 0 and math.isfinite(timeout)):
         raise ValueError("timeout must be a positive number of seconds")
 
-    cache_seconds: float = settings.HEALTHCHECK_CACHE_SECONDS
+    cache_seconds: float = settings.HEALTHCHECK_CACHE_SECONDS if use_cache else 0
     if cache_seconds > 0:
         cached = _cached.get(chosen)
         if cached is not None and time.monotonic() - cached.finished_at < cache_seconds:

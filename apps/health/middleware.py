@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import structlog
 from django.http import HttpRequest, HttpResponseBase
-from django.urls import Resolver404, get_resolver
+from django.urls import Resolver404, ResolverMatch, get_resolver
 
 logger = structlog.get_logger("apps.health.probe")
 
@@ -24,9 +24,10 @@ class HealthProbeMiddleware:
         self.resolver = get_resolver("apps.health.urls")
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        try:
-            match = self.resolver.resolve(request.path_info)
-        except Resolver404:
+        match = self._probe_route(request.path_info)
+        if match is None:
+            # Outside the except block: otherwise every later exception would carry this
+            # Resolver404 as its context in tracebacks.
             return self.get_response(request)
         started = time.perf_counter()
         response = match.func(request, *match.args, **match.kwargs)
@@ -39,3 +40,9 @@ class HealthProbeMiddleware:
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
         return response
+
+    def _probe_route(self, path: str) -> ResolverMatch | None:
+        try:
+            return self.resolver.resolve(path)
+        except Resolver404:
+            return None

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.views.decorators.http import require_safe
 
 from apps.health import access, render
 from apps.health.checks import run_checks
+
+_ALLOWED_METHODS = ("GET", "HEAD")
 
 
 def _json(body: dict[str, Any], status: int, content_type: str = "application/json") -> HttpResponse:
@@ -18,23 +23,39 @@ def _json(body: dict[str, Any], status: int, content_type: str = "application/js
     return response
 
 
-@require_safe
+def _probe(view: Callable[[HttpRequest], HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
+    """GET and HEAD only, and even a refusal is JSON that no cache keeps."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest) -> HttpResponse:
+        if request.method not in _ALLOWED_METHODS:
+            response = _json({"status": "error", "error": "method_not_allowed"}, 405)
+            response["Allow"] = ", ".join(_ALLOWED_METHODS)
+            return response
+        return view(request)
+
+    return wrapper
+
+
+@_probe
 def livez(request: HttpRequest) -> HttpResponse:
     """The process is up and serving requests; checks nothing else (restarting fixes nothing else)."""
+    if render.wants_health_json(request.META.get("HTTP_ACCEPT", "")):
+        return _json({"status": "pass"}, 200, render.HEALTH_JSON)
     return _json({"status": "ok"}, 200)
 
 
-@require_safe
+@_probe
 def readyz(request: HttpRequest) -> HttpResponse:
     """PostgreSQL and Redis answer: 200, or 503 naming the failing ones."""
-    report = run_checks()
-    status = 200 if report.ok else 503
+    deadline = time.monotonic() + settings.HEALTHCHECK_TIMEOUT
     wants_details = request.GET.get("verbose") == "1"
     health_json = render.wants_health_json(request.META.get("HTTP_ACCEPT", ""))
-    authorised = False
-    if wants_details or health_json:
-        database = report.checks.get("db")
-        authorised = access.may_see_details(request, database_ok=database is None or database.ok)
+    # Started before the checks so a staff-session lookup shares their deadline.
+    authorisation = access.authorise(request) if wants_details or health_json else access.DENIED
+    report = run_checks()
+    status = 200 if report.ok else 503
+    authorised = authorisation.granted(deadline)
     if health_json:
         return _json(render.health_json_body(report, details=authorised), status, render.HEALTH_JSON)
     if wants_details and authorised:

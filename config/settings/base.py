@@ -7,12 +7,12 @@ defaults (log format, HTTPS hardening), every value can still be set explicitly.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from config import env
 from config.logging import build_logging_config
 
-env.read_dotenv()
-CONFIG = env.load()
+CONFIG = env.load_project_config()
 
 BASE_DIR = env.BASE_DIR
 DEBUG = CONFIG.debug
@@ -95,24 +95,40 @@ DATABASES = {"default": _database_settings(CONFIG.database)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = CONFIG.redis_url
-CACHES = {
-    "default": {
+
+
+def _redis_cache(url: str) -> dict[str, Any]:
+    return {
         "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": url,
         "OPTIONS": {
-            # redis-py would otherwise wait up to its own defaults; keep every call bounded.
+            # redis-py would otherwise wait up to its own defaults: a cache call (and the health
+            # probe's connection handshake) fails within 2 s instead.
             "CONNECTION_POOL_KWARGS": {
                 "socket_connect_timeout": 2,
-                "socket_timeout": 5,
+                "socket_timeout": 2,
                 "health_check_interval": 30,
             },
         },
     }
+
+
+def _with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(query=urlencode([*parse_qsl(parts.query), *params.items()])))
+
+
+CACHES = {
+    "default": _redis_cache(REDIS_URL),
+    # The queues' own pool on the same Redis. rq raises the socket timeout of any pool it builds
+    # a Worker on (the queue dashboard does, in the web process) to minutes; the cache and the
+    # health probe must keep theirs. django-redis keeps one pool per URL, and the client name
+    # makes the URL distinct (and labels these connections in CLIENT LIST).
+    "queues": _redis_cache(_with_query(REDIS_URL, client_name="rq")),
 }
 
-# One Redis for cache and queues: django-rq reuses django-redis's pool and its timeouts.
 RQ_QUEUES = {
-    "default": {"USE_REDIS_CACHE": "default", "DEFAULT_TIMEOUT": 300},
+    "default": {"USE_REDIS_CACHE": "queues", "DEFAULT_TIMEOUT": 300},
 }
 RQ = {
     # Enqueue only once the surrounding transaction commits (django-rq's default, made explicit).

@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import time
 from argparse import ArgumentParser, ArgumentTypeError
+from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.health import checks, render
@@ -17,26 +19,22 @@ from apps.health import checks, render
 EXIT_UNHEALTHY = 1
 EXIT_USAGE = 2
 _RETRY_PAUSE = 0.5
+_SHORTEST_ATTEMPT = 0.1
 
 
-def _positive_seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ArgumentTypeError("must be a number of seconds") from None
-    if not 0 < seconds <= 600:
-        raise ArgumentTypeError("must be > 0 and <= 600 seconds")
-    return seconds
+def _seconds(low: float, high: float, *, low_allowed: bool) -> Callable[[str], float]:
+    rule = f"must be {'>=' if low_allowed else '>'} {low:g} and <= {high:g} seconds"
 
+    def parse(value: str) -> float:
+        try:
+            seconds = float(value)
+        except ValueError:
+            raise ArgumentTypeError("must be a number of seconds") from None
+        if not (low <= seconds if low_allowed else low < seconds) or not seconds <= high:
+            raise ArgumentTypeError(rule)
+        return seconds
 
-def _non_negative_seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ArgumentTypeError("must be a number of seconds") from None
-    if not 0 <= seconds <= 86400:
-        raise ArgumentTypeError("must be >= 0 and <= 86400 seconds")
-    return seconds
+    return parse
 
 
 class Command(BaseCommand):
@@ -51,14 +49,14 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the result as JSON.")
         parser.add_argument(
             "--wait",
-            type=_non_negative_seconds,
+            type=_seconds(0, 86400, low_allowed=True),
             default=0,
             metavar="N",
             help="Retry until healthy or N seconds have passed (default: one attempt).",
         )
         parser.add_argument(
             "--timeout",
-            type=_positive_seconds,
+            type=_seconds(0, 600, low_allowed=False),
             default=None,
             metavar="S",
             help=f"Deadline for one attempt (default: HEALTHCHECK_TIMEOUT; {checks.WORKER_TIMEOUT:g} s with --worker).",
@@ -77,15 +75,19 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         names = self._names(options["only"], options["worker"])
-        timeout = options["timeout"]
-        if timeout is None and "worker" in names:
-            timeout = checks.WORKER_TIMEOUT
+        timeout: float = options["timeout"] or (
+            checks.WORKER_TIMEOUT if "worker" in names else settings.HEALTHCHECK_TIMEOUT
+        )
         give_up_at = time.monotonic() + options["wait"]
 
-        report = checks.run_checks(names, timeout)
-        while not report.ok and time.monotonic() + _RETRY_PAUSE < give_up_at:
+        report = checks.run_checks(names, timeout, use_cache=False)
+        while not report.ok:
+            # The last attempt gets only what is left of --wait, so N seconds means N seconds.
+            remaining = give_up_at - time.monotonic() - _RETRY_PAUSE
+            if remaining < _SHORTEST_ATTEMPT:
+                break
             time.sleep(_RETRY_PAUSE)
-            report = checks.run_checks(names, timeout)
+            report = checks.run_checks(names, min(timeout, remaining), use_cache=False)
 
         if options["json"]:
             self.stdout.write(json.dumps(render.verbose_body(report)))
