@@ -19,8 +19,9 @@ absolute numbers mean little and ratios measured in the same run mean a lot:
 
 The shared PostgreSQL and Redis are only used, never broken: a database of our own (``bench``,
 created if missing) and Redis DB 7. Everything the script breaks is a throwaway server it
-started itself on a free port (redis-server, an initdb cluster, black holes, a slow proxy). Needs ``wrk`` (Debian: ``apt-get
-install wrk``), ``redis-server`` and PostgreSQL's server binaries (initdb, pg_ctl).
+started itself on a free port (redis-server, an initdb cluster, black holes, a slow proxy).
+Needs ``wrk`` (Debian: ``apt-get install wrk``), ``redis-server`` and PostgreSQL's server
+binaries (initdb, pg_ctl).
 
 Options: ``--quick`` (short rounds, for development), ``--only throughput,faults``,
 ``--rounds``, ``--seconds``, ``--json PATH``. The default run takes about 8 minutes.
