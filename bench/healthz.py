@@ -90,7 +90,7 @@ TARGET_RECOVERY_S = 2.0
 
 @dataclass
 class Profile:
-    rounds: int = 12
+    rounds: int = 15
     seconds: float = 4.0
     warmup_seconds: float = 3.0
     connections: int = 8
@@ -98,8 +98,8 @@ class Profile:
     fault_samples: int = 6
     fault_burst: int = 16
     command_runs: int = 2
-    worker_rounds: int = 3
-    latency_jobs: int = 40
+    worker_rounds: int = 5
+    latency_jobs: int = 60
     burst_jobs: int = 150
     soak_seconds: float = 60.0
     soak_connections: int = 32
@@ -592,7 +592,9 @@ def measure_worker(kind: str, profile: Profile, redis_url: str, env: dict[str, s
 
         for _ in range(3):  # warm-up
             round_trip()
+        before = process_stat(process.pid)
         latencies = [round_trip() * 1000 for _ in range(profile.latency_jobs)]
+        after = process_stat(process.pid)
 
         started = time.perf_counter()
         jobs = queue.enqueue_many(
@@ -605,11 +607,30 @@ def measure_worker(kind: str, profile: Profile, redis_url: str, env: dict[str, s
     finally:
         stop_process(process)
         connection.close()
+    count = profile.latency_jobs
     return {
         "p50_ms": loads.percentile(latencies, 50),
         "p99_ms": loads.percentile(latencies, 99),
         "jobs_per_s": profile.burst_jobs / elapsed,
+        # Where a job's time goes: the worker process itself, and its forked work horses.
+        "worker_cpu_ms": (after["cpu"] - before["cpu"]) / count * 1000,
+        "horse_cpu_ms": (after["children_cpu"] - before["children_cpu"]) / count * 1000,
+        "horse_page_faults": (after["children_faults"] - before["children_faults"]) / count,
+        "rss_mb": after["rss_mb"],
         "latencies_ms": latencies,
+    }
+
+
+def process_stat(pid: int) -> dict[str, float]:
+    """CPU seconds and minor page faults of ``pid`` and of its waited-for children, and its RSS."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    rss_pages = int(fields[21])
+    return {
+        "cpu": (int(fields[11]) + int(fields[12])) / ticks,
+        "children_cpu": (int(fields[13]) + int(fields[14])) / ticks,
+        "children_faults": int(fields[8]),
+        "rss_mb": rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20,
     }
 
 
@@ -621,7 +642,8 @@ def section_worker(profile: Profile, report: Report) -> None:
         rounds: list[dict[str, dict[str, Any]]] = []
         for number in range(1, profile.worker_rounds + 1):
             results = {}
-            for kind in ("rqworker", "rq"):
+            # A B, B A, A B ...: neither worker always runs first after a quiet spell.
+            for kind in ("rqworker", "rq") if number % 2 else ("rq", "rqworker"):
                 results[kind] = measure_worker(kind, profile, redis.url, env)
                 say(
                     f"  round {number} {kind:9} p50 {fmt_ms(results[kind]['p50_ms']):>9}  "
@@ -631,14 +653,34 @@ def section_worker(profile: Profile, report: Report) -> None:
     finally:
         redis.stop()
 
-    table = [["worker", "enqueue-to-finish p50", "p99", "jobs/s"]]
+    table = [
+        [
+            "worker",
+            "enqueue-to-finish p50",
+            "p99",
+            "jobs/s",
+            "worker RSS",
+            "worker CPU per job",
+            "work-horse CPU per job",
+            "work-horse page faults per job",
+        ]
+    ]
     summary = {}
     for kind, label in (("rqworker", "`manage.py rqworker`"), ("rq", "plain `rq worker`")):
-        p50 = loads.median([r[kind]["p50_ms"] for r in rounds])
-        p99 = loads.median([r[kind]["p99_ms"] for r in rounds])
-        rate = loads.median([r[kind]["jobs_per_s"] for r in rounds])
-        summary[kind] = {"p50_ms": p50, "p99_ms": p99, "jobs_per_s": rate}
-        table.append([label, fmt_ms(p50), fmt_ms(p99), f"{rate:.1f}"])
+        values = {key: loads.median([r[kind][key] for r in rounds]) for key in rounds[0][kind] if key != "latencies_ms"}
+        summary[kind] = values
+        table.append(
+            [
+                label,
+                fmt_ms(values["p50_ms"]),
+                fmt_ms(values["p99_ms"]),
+                f"{values['jobs_per_s']:.1f}",
+                f"{values['rss_mb']:.0f} MB",
+                fmt_ms(values["worker_cpu_ms"]),
+                fmt_ms(values["horse_cpu_ms"]),
+                f"{values['horse_page_faults']:,.0f}",
+            ]
+        )
     report.tables["worker (medians over rounds)"] = table
     p50_ratio = loads.median([r["rqworker"]["p50_ms"] / r["rq"]["p50_ms"] for r in rounds])
     rate_ratio = loads.median([r["rqworker"]["jobs_per_s"] / r["rq"]["jobs_per_s"] for r in rounds])
