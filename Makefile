@@ -79,8 +79,8 @@ logs: ## Follow the compose services' logs
 ps: ## The compose services and their health
 	$(COMPOSE) ps
 
-bench: install ## Benchmarks (on demand; never part of make test or CI)
-	$(BIN)/python bench/healthz.py
+bench: install ## Benchmarks (on demand, never in CI; BENCH_ARGS="--quick --only faults")
+	$(BIN)/python bench/healthz.py $(BENCH_ARGS)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache staticfiles

@@ -5,12 +5,15 @@
 - ``Server``: gunicorn or runserver on a free port, its output captured to a file.
 - ``RedisServer``, ``PostgresCluster``: throwaway servers on free ports, stoppable and restartable.
 - ``BlackHole``: a TCP listener that accepts connections and never answers.
+- ``DelayProxy``: a TCP proxy that delivers a server's replies late (a slow dependency).
+- ``child_pids``: a process's children (a gunicorn master's workers).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import shutil
 import signal
 import socket
@@ -21,7 +24,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -444,3 +447,134 @@ def timed() -> Iterator[list[float]]:
         yield box
     finally:
         box.append(time.monotonic() - started)
+
+
+class DelayProxy:
+    """A TCP proxy to ``127.0.0.1:upstream_port`` that holds every reply ``delay`` seconds.
+
+    Requests reach the upstream at once; bytes coming back are delivered ``delay`` seconds
+    after they arrived (in order). ``delay`` can change at any time and applies to replies
+    received from then on, so a client can connect while it is 0 and see the server turn slow
+    under an established connection. ``close()`` drops the listener and every connection.
+    """
+
+    def __init__(self, upstream_port: int, delay: float = 0.0) -> None:
+        self.upstream_port = upstream_port
+        self.delay = delay
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = int(self.sock.getsockname()[1])
+        self._lock = threading.Lock()
+        self._open: dict[socket.socket, socket.socket] = {}  # client -> upstream
+        self._closed = False
+        threading.Thread(target=self._accept, name="delay-proxy-accept", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._closed:
+                    self._close(client, upstream)
+                    return
+                self._open[client] = upstream
+            pair = _Pair(self, client, upstream)
+            threading.Thread(target=self._requests, args=(client, upstream, pair.finished), daemon=True).start()
+            threading.Thread(target=self._replies, args=(upstream, client, pair.finished), daemon=True).start()
+
+    @staticmethod
+    def _requests(source: socket.socket, target: socket.socket, finished: Callable[[], None]) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+            target.shutdown(socket.SHUT_WR)
+        except OSError:
+            DelayProxy._abort(source, target)
+        finally:
+            finished()
+
+    def _replies(self, source: socket.socket, target: socket.socket, finished: Callable[[], None]) -> None:
+        pending: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
+
+        def deliver() -> None:
+            try:
+                while True:
+                    due, data = pending.get()
+                    if (wait := due - time.monotonic()) > 0:
+                        time.sleep(wait)
+                    if not data:
+                        target.shutdown(socket.SHUT_WR)
+                        return
+                    target.sendall(data)
+            except OSError:
+                DelayProxy._abort(source, target)
+            finally:
+                finished()
+
+        threading.Thread(target=deliver, daemon=True).start()
+        data = b"-"
+        while data:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                data = b""
+            pending.put((time.monotonic() + self.delay, data))
+
+    @staticmethod
+    def _abort(*sockets: socket.socket) -> None:
+        """Wake every thread blocked on these sockets; ``_close`` releases them."""
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    @classmethod
+    def _close(cls, *sockets: socket.socket) -> None:
+        cls._abort(*sockets)
+        for sock in sockets:
+            sock.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pairs, self._open = list(self._open.items()), {}
+        self.sock.close()
+        for client, upstream in pairs:
+            self._abort(client, upstream)
+
+
+class _Pair:
+    """A proxied connection's two directions; whichever finishes second closes both sockets."""
+
+    def __init__(self, proxy: DelayProxy, client: socket.socket, upstream: socket.socket) -> None:
+        self.proxy, self.client, self.upstream = proxy, client, upstream
+        self.remaining = 2
+
+    def finished(self) -> None:
+        with self.proxy._lock:
+            self.remaining -= 1
+            if self.remaining:
+                return
+            self.proxy._open.pop(self.client, None)
+        DelayProxy._close(self.client, self.upstream)
+
+
+def child_pids(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (for example a gunicorn master's workers)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # The command name (field 2) may contain spaces; the fields after its ")" do not.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                children.add(int(stat.parent.name))
+    return children

@@ -11,6 +11,9 @@
 - The caller waits at most ``timeout``; a probe still running then is reported as ``timeout``
   and, for the database, its socket is shut down so the stuck query ends now rather than when
   TCP gives up (libpq has no client-side query timeout and a 2 s floor on connecting).
+- A run that has missed a caller's deadline is late for everyone: callers arriving while it
+  is still stuck get ``timeout`` at once (they do not hold a server thread for another full
+  deadline), and if it finally succeeds it still reports ``timeout``, never a late "ok".
 - ``HEALTHCHECK_CACHE_SECONDS`` > 0 reuses a finished report that long.
 """
 
@@ -211,17 +214,24 @@ class _ProbeRunner:
         self._lock = threading.Lock()
         self._inflight: Future[CheckResult] | None = None
         self._interrupted = False
+        self._started = 0.0  # time.perf_counter() when the in-flight run was submitted
         self._requests: SimpleQueue[tuple[Future[CheckResult], float] | None] = SimpleQueue()
         self.thread = threading.Thread(target=self._serve, name=f"health-probe-{probe.name}", daemon=True)
         self.thread.start()
 
-    def submit(self, timeout: float) -> Future[CheckResult]:
+    def submit(self, timeout: float) -> tuple[Future[CheckResult], float | None]:
+        """The run to wait for, and when it started if it has already missed a deadline.
+
+        A run that some caller gave up on is stuck: a new caller gets ``timeout`` at once
+        rather than waiting on it for another full deadline (and holding a server thread).
+        """
         with self._lock:
             if self._inflight is None or self._inflight.done():
                 self._inflight = Future()
                 self._interrupted = False
+                self._started = time.perf_counter()
                 self._requests.put((self._inflight, timeout))
-            return self._inflight
+            return self._inflight, (self._started if self._interrupted else None)
 
     def give_up(self, future: Future[CheckResult]) -> None:
         with self._lock:
@@ -253,7 +263,12 @@ class _ProbeRunner:
             logger.debug("health_probe_failed", check=name, error=category, detail=detail, latency_ms=latency)
             _release_frames(exc)
             return CheckResult(name, False, latency, category, detail, facts)
-        return CheckResult(name, True, _ms(time.perf_counter() - started), facts=facts)
+        latency = _ms(time.perf_counter() - started)
+        if self._interrupted:
+            # A caller already gave up on this run: an answer this late is a timeout, not "ok"
+            # (a caller that joined the run just before it ended must not report it healthy).
+            return CheckResult(name, False, latency, errors.TIMEOUT, "answered after the deadline", facts)
+        return CheckResult(name, True, latency, facts=facts)
 
 
 def _release_frames(exc: BaseException) -> None:
@@ -341,12 +356,17 @@ def run_checks(
             return cached
 
     runners = {name: _runner(name) for name in chosen}
-    futures = {name: runner.submit(timeout) for name, runner in runners.items()}
-    wait(futures.values(), timeout=timeout)
+    submitted = {name: runner.submit(timeout) for name, runner in runners.items()}
+    pending = [future for future, late_since in submitted.values() if late_since is None]
+    if pending:
+        wait(pending, timeout=timeout)
     results: dict[str, CheckResult] = {}
-    for name, future in futures.items():
+    for name, (future, late_since) in submitted.items():
         if future.done():
             results[name] = future.result()
+        elif late_since is not None:
+            stuck = _ms(time.perf_counter() - late_since)
+            results[name] = CheckResult(name, False, stuck, errors.TIMEOUT, "still running past an earlier deadline")
         else:
             runners[name].give_up(future)
             results[name] = CheckResult(name, False, _ms(timeout), errors.TIMEOUT, "no answer before the deadline")

@@ -1,0 +1,10 @@
+"""ROOT_URLCONF under ``config.settings.bench``: the production URLs plus the limit probe."""
+
+from django.urls import include, path, re_path
+
+from bench import views
+
+urlpatterns = [
+    re_path(r"^bench/limit/?$", views.limit, name="bench-limit"),
+    path("", include("config.urls")),
+]
