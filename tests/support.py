@@ -356,59 +356,6 @@ class PostgresCluster:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-class DelayProxy:
-    """A TCP proxy to ``127.0.0.1:upstream_port`` that holds every reply for ``delay`` seconds.
-
-    ``delay`` can change while connections are open: 0 passes traffic through, a few seconds
-    makes a slow server, a long delay makes one that hangs in the middle of a conversation.
-    """
-
-    def __init__(self, upstream_port: int, delay: float = 0.0) -> None:
-        self.upstream_port = upstream_port
-        self.delay = delay
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = int(self.sock.getsockname()[1])
-        self._open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            self._open += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
-
-    def _pump(self, source: socket.socket, target: socket.socket, delayed: bool) -> None:
-        try:
-            while chunk := source.recv(65536):
-                if delayed and self.delay:
-                    time.sleep(self.delay)
-                target.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for end in (source, target):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.sock.close()
-        for end in self._open:
-            end.close()
-
-
 def process_threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
@@ -428,14 +375,6 @@ def established_connections(pid: int, remote_port: int) -> int:
         if inode in inodes and int(remote.split(":")[1], 16) == remote_port and state == "01":
             count += 1
     return count
-
-
-def child_pids(pid: int) -> list[int]:
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            children += [int(child) for child in (task / "children").read_text().split()]
-    return children
 
 
 @contextlib.contextmanager
