@@ -40,6 +40,7 @@ def main(argv: list[str]) -> int:
     try:
         config = env.load_project_config()
     except env.ConfigurationError as error:
+        # Exit 1 ("unhealthy"), not the usual 2: Docker reserves 2 in HEALTHCHECK commands.
         print("\n".join(error.problems), file=sys.stderr)
         return 1
     healthy, reason = probe(path, config.port, config.healthcheck_timeout + _MARGIN_SECONDS)

@@ -170,6 +170,7 @@ ADMIN_URL = CONFIG.admin_url
 
 # HTTPS hardening: secure by default when DEBUG is false; each knob has its own variable.
 SECURE_SSL_REDIRECT = CONFIG.secure_ssl_redirect
+# A backstop only: HealthProbeMiddleware answers these paths before SecurityMiddleware runs.
 SECURE_REDIRECT_EXEMPT = [r"^livez/?$", r"^readyz/?$", r"^healthz/?$"]
 SECURE_HSTS_SECONDS = CONFIG.secure_hsts_seconds
 SECURE_HSTS_INCLUDE_SUBDOMAINS = CONFIG.secure_hsts_include_subdomains
