@@ -266,8 +266,8 @@ def read_dotenv(path: Path = BASE_DIR / ".env") -> list[str]:
         return []
     problems = [
         f"{path.name} line {number}: expected NAME=value"
-        for number, line in enumerate(path.read_text().splitlines(), 1)
-        if line.strip() and not line.startswith("#") and not _DOTENV_LINE.match(line)
+        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1)
+        if line.strip() and not line.lstrip().startswith("#") and not _DOTENV_LINE.match(line)
     ]
     environ_logger = logging.getLogger("environ.environ")
     environ_logger.disabled = True

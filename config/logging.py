@@ -12,12 +12,15 @@ import logging
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
 HEALTH_PROBE_PATH = re.compile(r"^/(livez|readyz|healthz)/?(\?.*)?$")
+
+
+_SECRET_QUERY_VALUE = re.compile(r"((?:^|&)[^=&]*(?:password|secret|token)[^=&]*=)[^&]*", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:
@@ -30,8 +33,8 @@ def mask_url(url: str) -> str:
         host = parts.netloc.rsplit("@", 1)[1]
         parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
     if parts.query:
-        query = [(key, "***" if key.lower() == "password" else value) for key, value in parse_qsl(parts.query)]
-        parts = parts._replace(query=urlencode(query, safe="*"))
+        # ssl_password (redis-py), sslpassword (libpq), token=...: any such key, value replaced in place.
+        parts = parts._replace(query=_SECRET_QUERY_VALUE.sub(r"\1***", parts.query))
     masked = urlunsplit(parts)
     if not parts.netloc and url.startswith(f"{parts.scheme}://"):
         masked = masked.replace(":", "://", 1)  # urlunsplit drops the empty authority of unix:///

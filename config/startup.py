@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import NoReturn
 
@@ -21,8 +22,18 @@ def exit_on_bad_configuration(error: ConfigurationError) -> NoReturn:
     for problem in error.problems:
         print(problem, file=sys.stderr)
     sys.stderr.flush()
-    in_gunicorn_worker = "gunicorn.workers.base" in sys.modules
-    raise SystemExit(_GUNICORN_WORKER_BOOT_ERROR if in_gunicorn_worker else EXIT_BAD_CONFIGURATION)
+    raise SystemExit(_GUNICORN_WORKER_BOOT_ERROR if _in_gunicorn_worker() else EXIT_BAD_CONFIGURATION)
+
+
+def _in_gunicorn_worker() -> bool:
+    """Whether a gunicorn worker is booting us (not its master, which may import the app with --preload)."""
+    boot = os.path.join("gunicorn", "workers", "base.py")
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == "init_process" and frame.f_code.co_filename.endswith(boot):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def main() -> None:

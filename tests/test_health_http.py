@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -59,41 +60,34 @@ def test_livez_speaks_health_json_too(client: Client) -> None:
     assert response.json() == {"status": "pass"}
 
 
-@pytest.mark.django_db(transaction=True)
-def test_queue_dashboard_leaves_the_cache_pool_alone(client: Client) -> None:
-    """rq's Worker objects (built by the dashboard) raise their pool's socket timeout to minutes;
-    the queues have their own pool, so the cache and the probe keep their 2 s."""
-    import subprocess
-    import time
-
-    from django.conf import settings
+def test_workers_built_on_the_web_side_leave_every_other_redis_call_bounded(settings) -> None:
+    """rq raises the socket timeout of the pool of any Worker object it builds to minutes (the
+    queue dashboard builds them in the web process). The cache, the probe and later enqueues
+    must keep their 2 s: an enqueue to a Redis that stopped answering fails, it does not hang."""
+    import django_rq
     from django_redis import get_redis_connection
+    from redis.exceptions import TimeoutError as RedisTimeout
+    from rq import Worker
 
-    from tests.support import PYTHON, ROOT, project_env
+    from tests.support import DelayProxy, timed
 
-    cache_pool = get_redis_connection("default").connection_pool
-    queue_pool = get_redis_connection("queues").connection_pool
-    worker = subprocess.Popen(
-        [PYTHON, "manage.py", "rqworker", "default", "--worker-ttl", "30"],
-        cwd=ROOT,
-        env=project_env(REDIS_URL=settings.REDIS_URL),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proxy = DelayProxy(int(urlsplit(settings.REDIS_URL).port or 6379))
     try:
-        deadline = time.monotonic() + 20
-        from apps.health.worker_canary import live_worker_count
+        settings.RQ_QUEUES = {"default": {"URL": f"redis://127.0.0.1:{proxy.port}/15?socket_timeout=2"}}
+        dashboard_queue = django_rq.get_queue("default")
+        Worker([dashboard_queue], connection=dashboard_queue.connection)  # what the dashboard does
+        assert dashboard_queue.connection.connection_pool.connection_kwargs["socket_timeout"] > 60
 
-        while live_worker_count(get_redis_connection("queues"), "default") == 0:
-            assert time.monotonic() < deadline, "the worker never registered"
-            time.sleep(0.1)
-        client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
-        assert client.get("/admin/django_rq/workers/0/").status_code == 200
+        assert get_redis_connection("default").connection_pool.connection_kwargs["socket_timeout"] == 2
+        queue = django_rq.get_queue("default", commit_mode="auto")
+        assert queue.connection.connection_pool.connection_kwargs["socket_timeout"] == 2
+        queue.connection.ping()  # connected before Redis goes quiet
+        proxy.delay = 30
+        with timed() as elapsed, pytest.raises(RedisTimeout):
+            queue.enqueue("apps.core.jobs.echo", "never sent")
+        assert elapsed[0] < 2 + 1
     finally:
-        worker.terminate()
-        worker.wait(30)
-    assert queue_pool.connection_kwargs["socket_timeout"] > 60  # the dashboard did build Workers
-    assert cache_pool.connection_kwargs["socket_timeout"] == 2
+        proxy.close()
 
 
 def test_redis_down_is_503_without_leaking_where_it_is(client: Client, redis_down: int) -> None:
@@ -233,3 +227,35 @@ class TestHealthJson:
     def test_plain_json_is_the_default(self, client: Client) -> None:
         assert client.get("/healthz", HTTP_ACCEPT="*/*").json() == HEALTHY
         assert client.get("/healthz", HTTP_ACCEPT=f"{self.ACCEPT};q=0").json() == HEALTHY
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stuck_staff_lookup_denies_details_but_recovers(client: Client, settings) -> None:
+    """The session table locked by someone else: details are denied within the deadline, and
+    once the lock is gone the next probe shows them again (the lookup never stays stuck)."""
+    import threading
+    import time
+
+    import psycopg
+    from django.db import connection
+
+    from tests.support import timed
+
+    client.force_login(get_user_model().objects.create_user("ops", password="pw", is_staff=True))
+    params = connection.get_connection_params()
+    locker = psycopg.connect(**params, autocommit=False)
+    locker.execute("LOCK TABLE django_session IN ACCESS EXCLUSIVE MODE")
+    release = threading.Timer(2.5, locker.rollback)
+    release.start()
+    try:
+        with timed() as elapsed:
+            body = client.get("/healthz?verbose=1").json()
+        assert elapsed[0] <= settings.HEALTHCHECK_TIMEOUT + 0.25
+        assert "checks" not in body
+    finally:
+        release.join()
+        locker.close()
+    deadline = time.monotonic() + 5
+    while "checks" not in client.get("/healthz?verbose=1").json():
+        assert time.monotonic() < deadline, "staff details never came back after the lock was released"
+        time.sleep(0.2)

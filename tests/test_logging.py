@@ -254,6 +254,8 @@ def test_python_warnings_are_log_lines_too() -> None:
         ("postgres://app:pw-1@db:5432/app", "postgres://app:***@db:5432/app"),
         ("redis://:pw-2@cache:6379/0", "redis://:***@cache:6379/0"),
         ("unix:///run/redis.sock?password=pw-3&db=1", "unix:///run/redis.sock?password=***&db=1"),
+        ("rediss://cache:6380/0?ssl_password=pw-4&x=%2Fa%20b", "rediss://cache:6380/0?ssl_password=***&x=%2Fa%20b"),
+        ("postgres://db/app?sslpassword=pw-5&sslmode=require", "postgres://db/app?sslpassword=***&sslmode=require"),
         ("rediss://cache:6380/0", "rediss://cache:6380/0"),
     ],
 )

@@ -224,8 +224,9 @@ class TestManagePy:
     def test_malformed_dotenv_lines_are_reported_without_their_content(self, tmp_path, capfd) -> None:
         dotenv = tmp_path / ".env"
         dotenv.write_text(
-            "# comment\n\nDATABASE_URL=sqlite:////tmp/x.sqlite3\nDJANGO_SECRET_KEY hunter2-super-secret\n"
-            "export REDIS_URL=redis://r:6379/0\n  PORT=80\n"
+            "\ufeff# comment (after a byte-order mark)\n\nDATABASE_URL=sqlite:////tmp/x.sqlite3\n"
+            "DJANGO_SECRET_KEY hunter2-super-secret\nexport REDIS_URL=redis://r:6379/0\n  PORT=80\n  # indented\n",
+            encoding="utf-8",
         )
         import os
 
@@ -244,6 +245,24 @@ class TestManagePy:
         assert "hunter2" not in " ".join(problems)
         assert "hunter2" not in "".join(capfd.readouterr())
 
+    @pytest.mark.parametrize(
+        "redis_url",
+        ["redis://127.0.0.1:6379/3", "rediss://:pw@cache:6380/0?ssl_cert_reqs=none", "unix:///run/redis.sock?db=3"],
+    )
+    def test_every_redis_scheme_gives_working_cache_and_queue_clients(self, redis_url: str) -> None:
+        """Both clients are built from REDIS_URL; building them (no I/O) must work for each scheme."""
+        script = (
+            "import django_rq; from django_redis import get_redis_connection; "
+            "pools = [get_redis_connection('default').connection_pool, "
+            "django_rq.get_queue().connection.connection_pool]; "
+            "print([(type(p.connection_class()).__name__, p.connection_kwargs['socket_timeout']) for p in pools])"
+        )
+        result = run_manage("shell", "-c", script, env=project_env(REDIS_URL=redis_url))
+        assert result.returncode == 0, result.stderr
+        kinds = {"redis": "Connection", "rediss": "SSLConnection", "unix": "UnixDomainSocketConnection"}
+        expected = kinds[redis_url.split(":")[0]]
+        assert result.stdout.strip().splitlines()[-1] == str([(expected, 2), (expected, 2.0)])
+
     def test_gunicorn_without_our_config_stops_instead_of_respawning(self) -> None:
         """`gunicorn config.wsgi` with another config: workers fail to boot, the master halts."""
         import subprocess
@@ -261,3 +280,29 @@ class TestManagePy:
         assert result.returncode != 0
         assert "DJANGO_DEBUG: must be one of true/false/1/0/yes/no/on/off" in result.stderr
         assert result.stderr.count("DJANGO_DEBUG: must be one of") <= 2  # no respawn loop
+
+    def test_gunicorn_preloading_the_app_exits_2(self) -> None:
+        """With --preload the master imports config.wsgi itself: the contract's exit 2 applies."""
+        import subprocess
+
+        from tests.support import BIN, ROOT
+
+        result = subprocess.run(
+            [
+                str(BIN / "gunicorn"),
+                "-c",
+                "/dev/null",
+                "--no-control-socket",
+                "--preload",
+                "--bind",
+                "127.0.0.1:0",
+                "config.wsgi",
+            ],
+            cwd=ROOT,
+            env=project_env(DATABASE_URL=None),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2
+        assert "DATABASE_URL: missing" in result.stderr

@@ -103,7 +103,8 @@ class DatabaseProbe:
             try:
                 self._select_one(connection)
             except DatabaseError:
-                connection.close()
+                with self._lock:  # never close the socket while interrupt() is cutting it
+                    connection.close()
                 if not reused:
                     raise
                 # A persistent connection that died (say, PostgreSQL restarted since the last
@@ -216,6 +217,7 @@ class _ProbeRunner:
         self._inflight: Future[CheckResult] | None = None
         self._interrupted = False
         self._started = 0.0  # time.perf_counter() when the in-flight run was submitted
+        self._last_cut = 0.0  # time.perf_counter() of the last interrupt of the in-flight run
         self._requests: SimpleQueue[tuple[Future[CheckResult], float] | None] = SimpleQueue()
         self.thread = threading.Thread(target=self._serve, name=f"health-probe-{probe.name}", daemon=True)
         self.thread.start()
@@ -232,6 +234,10 @@ class _ProbeRunner:
                 self._interrupted = False
                 self._started = time.perf_counter()
                 self._requests.put((self._inflight, timeout))
+            elif self._interrupted and time.perf_counter() - self._last_cut > timeout:
+                # Still stuck a whole deadline after the last cut (which may have landed while
+                # the probe was still connecting, with no socket to cut yet): cut again.
+                self._cut()
             return self._inflight, (self._started if self._interrupted else None)
 
     def give_up(self, future: Future[CheckResult]) -> None:
@@ -239,6 +245,12 @@ class _ProbeRunner:
             if future is not self._inflight or future.done() or self._interrupted:
                 return
             self._interrupted = True
+            self._cut()
+
+    def _cut(self) -> None:
+        # Called with self._lock held, so no new run can start meanwhile: the cut can only
+        # reach the run that missed its deadline.
+        self._last_cut = time.perf_counter()
         self.probe.interrupt()
 
     def stop(self) -> None:

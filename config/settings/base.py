@@ -7,7 +7,7 @@ defaults (log format, HTTPS hardening), every value can still be set explicitly.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit
 
 from config import env
 from config.logging import build_logging_config
@@ -95,40 +95,32 @@ DATABASES = {"default": _database_settings(CONFIG.database)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = CONFIG.redis_url
-
-
-def _redis_cache(url: str) -> dict[str, Any]:
-    return {
-        "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": url,
-        "OPTIONS": {
-            # redis-py would otherwise wait up to its own defaults: a cache call (and the health
-            # probe's connection handshake) fails within 2 s instead.
-            "CONNECTION_POOL_KWARGS": {
-                "socket_connect_timeout": 2,
-                "socket_timeout": 2,
-                "health_check_interval": 30,
-            },
-        },
-    }
-
-
-def _with_query(url: str, **params: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(query=urlencode([*parse_qsl(parts.query), *params.items()])))
-
+# Bounded waits on every Redis call: a cache call (and the health probe's handshake) fails
+# within 2 s instead of redis-py's own defaults.
+REDIS_SOCKET_TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 2}
 
 CACHES = {
-    "default": _redis_cache(REDIS_URL),
-    # The queues' own pool on the same Redis. rq raises the socket timeout of any pool it builds
-    # a Worker on (the queue dashboard does, in the web process) to minutes; the cache and the
-    # health probe must keep theirs. django-redis keeps one pool per URL, and the client name
-    # makes the URL distinct (and labels these connections in CLIENT LIST).
-    "queues": _redis_cache(_with_query(REDIS_URL, client_name="rq")),
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {"CONNECTION_POOL_KWARGS": {**REDIS_SOCKET_TIMEOUTS, "health_check_interval": 30}},
+    },
 }
 
+
+def _queue_url(url: str) -> str:
+    # Appended as text: urlunsplit() would turn unix:///path into unix:/path.
+    separator = "&" if urlsplit(url).query else "?"
+    return f"{url}{separator}{urlencode({**REDIS_SOCKET_TIMEOUTS, 'client_name': 'rq'})}"
+
+
+# The queues do NOT share django-redis's pool. rq raises the socket timeout of the pool of any
+# Worker object it builds to minutes (the worker needs that for its blocking waits; the web
+# process's queue dashboard builds them too). With the URL form, django-rq makes a client per
+# queue lookup, so that raise never reaches the cache, the health probe, or later enqueues, and
+# every enqueue from the web side keeps its 2 s bound. client_name labels them in CLIENT LIST.
 RQ_QUEUES = {
-    "default": {"USE_REDIS_CACHE": "queues", "DEFAULT_TIMEOUT": 300},
+    "default": {"URL": _queue_url(REDIS_URL), "DEFAULT_TIMEOUT": 300},
 }
 RQ = {
     # Enqueue only once the surrounding transaction commits (django-rq's default, made explicit).
