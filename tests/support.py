@@ -27,6 +27,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -63,11 +64,13 @@ CONTRACT_VARIABLES = (
 GUNICORN_READS = ("WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS")
 
 
-def caches_at(redis_url: str) -> dict[str, dict[str, object]]:
+def caches_at(redis_url: str) -> dict[str, Any]:
     """The project's CACHES with the app's Redis (cache and probe) moved to ``redis_url``."""
     from django.conf import settings
 
-    return {**settings.CACHES, "default": {**settings.CACHES["default"], "LOCATION": redis_url}}
+    caches: dict[str, Any] = dict(settings.CACHES)
+    caches["default"] = {**caches["default"], "LOCATION": redis_url}
+    return caches
 
 
 def free_port() -> int:
