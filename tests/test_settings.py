@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 
 from config import env
-from tests.support import SECRET_KEY, project_env, run_manage
+from tests.support import BIN, ROOT, SECRET_KEY, project_env, run_manage
 
 VALID = {
     "DJANGO_DEBUG": "false",
@@ -265,44 +266,19 @@ class TestManagePy:
 
     def test_gunicorn_without_our_config_stops_instead_of_respawning(self) -> None:
         """`gunicorn config.wsgi` with another config: workers fail to boot, the master halts."""
-        import subprocess
-
-        from tests.support import BIN, ROOT
-
-        result = subprocess.run(
-            [str(BIN / "gunicorn"), "-c", "/dev/null", "--no-control-socket", "--bind", "127.0.0.1:0", "config.wsgi"],
-            cwd=ROOT,
-            env=project_env(DJANGO_DEBUG="maybe"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = _bare_gunicorn(env=project_env(DJANGO_DEBUG="maybe"))
         assert result.returncode != 0
         assert "DJANGO_DEBUG: must be one of true/false/1/0/yes/no/on/off" in result.stderr
         assert result.stderr.count("DJANGO_DEBUG: must be one of") <= 2  # no respawn loop
 
     def test_gunicorn_preloading_the_app_exits_2(self) -> None:
         """With --preload the master imports config.wsgi itself: the contract's exit 2 applies."""
-        import subprocess
-
-        from tests.support import BIN, ROOT
-
-        result = subprocess.run(
-            [
-                str(BIN / "gunicorn"),
-                "-c",
-                "/dev/null",
-                "--no-control-socket",
-                "--preload",
-                "--bind",
-                "127.0.0.1:0",
-                "config.wsgi",
-            ],
-            cwd=ROOT,
-            env=project_env(DATABASE_URL=None),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = _bare_gunicorn("--preload", env=project_env(DATABASE_URL=None))
         assert result.returncode == 2
         assert "DATABASE_URL: missing" in result.stderr
+
+
+def _bare_gunicorn(*options: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """gunicorn serving config.wsgi without the project's gunicorn.conf.py."""
+    command = [str(BIN / "gunicorn"), "-c", "/dev/null", "--no-control-socket", *options, "--bind", "127.0.0.1:0"]
+    return subprocess.run([*command, "config.wsgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
