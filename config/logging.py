@@ -85,12 +85,6 @@ def _request_id_from_record(_: WrappedLogger, __: str, event_dict: EventDict) ->
     return event_dict
 
 
-def _drop_color_message(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    # uvicorn-style duplicates of the message; harmless elsewhere.
-    event_dict.pop("color_message", None)
-    return event_dict
-
-
 class HealthProbeAccessFilter(logging.Filter):
     """Access lines for health probes are DEBUG: probes every few seconds must not flood logs."""
 
@@ -131,7 +125,6 @@ def foreign_processors() -> list[Processor]:
         structlog.stdlib.ExtraAdder(allow=("status_code",)),
         _gunicorn_access_fields,
         _request_id_from_record,
-        _drop_color_message,
     ]
 
 

@@ -9,8 +9,8 @@
 - Single flight: a caller that arrives while a probe is running joins that run instead of
   starting another, so a burst of probes costs one ``SELECT 1`` and one ``PING``.
 - The caller waits at most ``timeout``; a probe still running then is reported as ``timeout``
-  and, for the database, its socket is shut down so the stuck query ends now rather than when
-  TCP gives up (libpq has no client-side query timeout and a 2 s floor on connecting).
+  and its socket (PostgreSQL's or Redis's) is shut down, so the stuck call ends now rather than
+  when TCP gives up (libpq has no client-side query timeout and a 2 s floor on connecting).
 - A run that has missed a caller's deadline is late for everyone: callers arriving while it
   is still stuck get ``timeout`` at once (they do not hold a server thread for another full
   deadline), and if it finally succeeds it still reports ``timeout``, never a late "ok".
