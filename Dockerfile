@@ -1,9 +1,13 @@
-# syntax=docker/dockerfile:1
 # One image for every process of the service: gunicorn (the default command), the rq worker
 # (`python manage.py rqworker default`) and one-off commands (`python manage.py migrate`).
 #
 # Stage 1 builds a virtualenv from the hash-pinned lock; stage 2 carries only that virtualenv
 # and the source, collects static files, and runs as an unprivileged user.
+#
+# No `# syntax=` line on purpose: it makes every build fetch that frontend image from a registry,
+# so builds fail offline even with python:3.11-slim present. Docker's built-in frontend builds
+# this file; it needs BuildKit (`COPY --chmod`), the default builder since Docker 23 and the only
+# one Compose v2 uses.
 
 FROM python:3.11-slim AS builder
 
@@ -24,9 +28,10 @@ ENV PYTHONUNBUFFERED=1 \
     PATH="/opt/venv/bin:${PATH}"
 
 # A fixed numeric id, so orchestrators can verify "runs as non-root" (runAsNonRoot) from the
-# image alone. No home directory: nothing may write outside /tmp and /dev/shm.
-RUN groupadd --system --gid 10001 app \
-    && useradd --system --uid 10001 --gid app --no-create-home --home-dir /nonexistent \
+# image alone. No home directory: nothing may write outside /tmp and /dev/shm. Not `--system`:
+# system ids end at 999, and useradd warns about 10001 there.
+RUN groupadd --gid 10001 app \
+    && useradd --uid 10001 --gid app --no-log-init --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin app
 
 WORKDIR /app
