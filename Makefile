@@ -12,11 +12,16 @@ PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --str
 # A short worker TTL: a killed worker's registration expires 90 s (TTL + 60) after its last heartbeat.
 WORKER_ARGS := default --worker-ttl 30
 COMPOSE ?= docker compose
+# The oldest Docker Compose the compose files were run on end to end (docs/docker.md).
+COMPOSE_MIN_VERSION ?= 2.26
+# down, logs and ps create nothing, yet Compose interpolates every file first, and the production
+# override requires DJANGO_SECRET_KEY: a placeholder lets them run without the secret.
+COMPOSE_WITHOUT_SECRET = DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-not-needed-by-down-logs-or-ps}" $(COMPOSE)
 
-.PHONY: help install run test lint fmt migrate worker lock shell check up down logs ps bench clean
+.PHONY: help install run test test-docker lint fmt migrate worker lock shell check compose-check up down logs ps bench clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 install: $(INSTALLED) ## Create .venv and install the locked dependencies and dev tools
 
@@ -40,6 +45,9 @@ run: install .env ## Create the database if needed, migrate, run the web server 
 
 test: install ## Run the whole test suite (needs PostgreSQL and Redis on 127.0.0.1)
 	$(BIN)/pytest
+
+test-docker: install ## Build, start and probe the compose stack end to end (needs a Docker engine)
+	$(BIN)/pytest -m docker
 
 lint: install ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .
@@ -67,17 +75,26 @@ lock: install ## Recompile requirements.txt and requirements-dev.txt from the .i
 	$(PIP_COMPILE) -o requirements.txt requirements.in
 	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
 
-up: ## docker compose up --build (PostgreSQL, Redis, web, worker)
-	$(COMPOSE) up --build
+compose-check: ## Check that Docker Compose is new enough for the compose files
+	@version=$$($(COMPOSE) version --short 2>/dev/null | sed 's/^v//'); \
+	if [[ -z "$$version" ]]; then \
+	  echo "'$(COMPOSE) version' gave no answer: install Docker Compose $(COMPOSE_MIN_VERSION) or later" >&2; exit 1; \
+	elif [[ "$$(printf '%s\n' "$(COMPOSE_MIN_VERSION)" "$$version" | sort -V | head -n 1)" != "$(COMPOSE_MIN_VERSION)" ]]; then \
+	  echo "Docker Compose $$version is too old: the compose files need $(COMPOSE_MIN_VERSION) or later" >&2; exit 1; \
+	fi
 
-down: ## docker compose down
-	$(COMPOSE) down
+up: compose-check ## Build the image, start the compose stack detached, wait until it is healthy
+	$(COMPOSE) up --build --detach --wait || { echo "Not healthy: 'make ps' and 'make logs' show why." >&2; exit 1; }
+	@echo "Up and healthy: http://$$($(COMPOSE) port web 8000)/healthz ('make logs' follows the logs, 'make down' stops)"
+
+down: ## Stop and remove the compose containers (the data in ./data stays)
+	$(COMPOSE_WITHOUT_SECRET) down
 
 logs: ## Follow the compose services' logs
-	$(COMPOSE) logs -f
+	$(COMPOSE_WITHOUT_SECRET) logs -f
 
 ps: ## The compose services and their health
-	$(COMPOSE) ps
+	$(COMPOSE_WITHOUT_SECRET) ps
 
 bench: install ## Benchmarks (on demand, never in CI; BENCH_ARGS="--quick --only faults")
 	$(BIN)/python bench/healthz.py $(BENCH_ARGS)

