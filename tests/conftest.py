@@ -9,6 +9,14 @@ import pytest
 from tests.support import BlackHole, PostgresCluster, RedisServer, postgres_bin
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """After `-m` chose the tests: without a Docker engine, the selected Docker tests skip, one line."""
+    from tests.docker_support import skip_without_engine
+
+    skip_without_engine(items)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _close_probe_connections(django_db_setup: None, django_db_blocker) -> Iterator[None]:
     """Probe threads keep a persistent connection; close it before the test database is dropped.

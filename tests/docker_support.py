@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 from tests.support import CONTRACT_VARIABLES, ROOT, Response, free_port, http_get
 
 T = TypeVar("T")
@@ -97,6 +99,21 @@ def engine_problem() -> str | None:
     if compose.returncode != 0:
         return "the Docker Compose plugin (docker compose, v2 or later) is missing"
     return None
+
+
+def skip_without_engine(items: Sequence[pytest.Item]) -> None:
+    """Mark the tests that use the ``engine`` fixture to skip when no engine answers.
+
+    A skip marker rather than a skip in the fixture: pytest folds those into one report line.
+    Under REQUIRE_DOCKER=1 nothing is marked: the fixture then fails them.
+    """
+    needing = [item for item in items if "engine" in getattr(item, "fixturenames", ())]
+    if not needing or REQUIRED:
+        return
+    problem = engine_problem()
+    if problem is not None:
+        for item in needing:
+            item.add_marker(pytest.mark.skip(reason=f"Docker end-to-end tests: {problem}"))
 
 
 def versions() -> dict[str, str]:
