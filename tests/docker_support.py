@@ -174,19 +174,26 @@ def inspect(*objects: str, kind: str = "container") -> list[dict[str, Any]]:
 
 @dataclass
 class Stack:
-    """One compose project from its own copy of the project: own name, port, data and image tag."""
+    """One compose project from its own copy of the project: own name, port, data and image tag.
+
+    The copy's directory is named like the project, so Compose finds the same project name
+    without COMPOSE_PROJECT_NAME too, as in a user's shell.
+    """
 
     directory: Path
     image: str
     files: tuple[str, ...] = (BASE_FILE,)
     variables: dict[str, str] = field(default_factory=dict)
-    project: str = field(default_factory=lambda: f"dsf-test-{secrets.token_hex(4)}")
     port: int = field(default_factory=free_port)
     up_output: str = ""  # what the last `make up` printed
 
     @classmethod
-    def create(cls, directory: Path, image: str, files: tuple[str, ...] = (BASE_FILE,), **variables: str) -> Stack:
-        return cls(project_copy(directory), image, files, dict(variables))
+    def create(cls, parent: Path, image: str, files: tuple[str, ...] = (BASE_FILE,), **variables: str) -> Stack:
+        return cls(project_copy(parent / f"dsf-test-{secrets.token_hex(4)}"), image, files, dict(variables))
+
+    @property
+    def project(self) -> str:
+        return self.directory.name
 
     def env(self, **overrides: str | None) -> dict[str, str]:
         """What compose reads: project name, files, port and image tag; ``None`` drops a variable."""

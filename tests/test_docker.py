@@ -89,12 +89,12 @@ def engine() -> dict[str, str]:
 class BuiltImage:
     tag: str
     log: str  # BuildKit's plain progress output: its own reading of the Dockerfile, step by step
-    # Every image the tag named this session: a cached rebuild (`make up` builds too) may assemble
+    # Every image this session's builds wrote: a cached rebuild (`make up` builds too) may assemble
     # an equal image from another build's cache records, under a new id.
     ids: set[str] = field(default_factory=set)
 
-    def record(self) -> None:
-        self.ids.add(inspect(self.tag, kind="image")[0]["Id"])
+    def record(self, build_output: str) -> None:
+        self.ids.update(re.findall(r"writing image (sha256:[0-9a-f]{64})", build_output))
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +111,7 @@ def image(engine: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]
     built = BuiltImage(tag, log)
-    built.record()
+    built.record(log)
     try:
         yield built
     finally:
@@ -123,7 +123,7 @@ def image(engine: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> I
 def start(stack: Stack, image: BuiltImage) -> Stack:
     """`make up` (build, start detached, wait until healthy)."""
     result = stack.make("up")
-    image.record()
+    image.record(result.stdout + result.stderr)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     stack.up_output = result.stdout
     return stack
@@ -264,13 +264,15 @@ class TestImage:
         assert config["Healthcheck"]["Test"] == ["CMD", "python", "-m", "config.healthcheck", "/livez"]
 
     def test_dockerignore_keeps_secrets_state_and_caches_out(self, image: BuiltImage) -> None:
+        """Nothing planted in the build's copy, and no tests, docs, caches or compose files."""
+        unwanted = ["decoy", "decoy.css", "__pycache__", "tests", "bench", ".ci", "docs", ".git", ".venv", "data"]
         code = (
-            "import json, pathlib; app = pathlib.Path('/app');"
+            "import json, pathlib, sys; app, names = pathlib.Path('/app'), set(json.loads(sys.argv[1]));"
             "print(json.dumps(sorted(str(p.relative_to(app)) for p in app.rglob('*')"
-            " if p.name in {'decoy', 'decoy.css', '__pycache__', 'tests', 'bench', '.ci', '.git', '.venv', 'data'}"
-            " or p.name.startswith(('.env', 'docker-compose')))))"
+            " if p.name in names or p.name.startswith(('.env', 'docker-compose')))))"
         )
-        result = run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image.tag, "-c", code])
+        command = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image.tag]
+        result = run([*command, "-c", code, json.dumps(unwanted)])
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout) == [".env.example"]
 
@@ -312,7 +314,7 @@ class TestImage:
 
 @pytest.fixture(scope="class")
 def dev_stack(image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack.create(tmp_path_factory.mktemp("dev") / "project", image.tag)
+    stack = Stack.create(tmp_path_factory.mktemp("dev"), image.tag)
     try:
         yield start(stack, image)
     finally:
@@ -437,8 +439,8 @@ class TestDevelopmentStack:
 
 @pytest.fixture(scope="class")
 def prod_stack(image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory = tmp_path_factory.mktemp("prod") / "project"
-    stack = Stack.create(directory, image.tag, PRODUCTION_FILES, DJANGO_SECRET_KEY=secrets.token_urlsafe(64))
+    key = secrets.token_urlsafe(64)
+    stack = Stack.create(tmp_path_factory.mktemp("prod"), image.tag, PRODUCTION_FILES, DJANGO_SECRET_KEY=key)
     try:
         yield start(stack, image)
     finally:
@@ -505,8 +507,12 @@ class TestProductionStack:
         assert "Traceback" not in output
 
     def test_stopping_needs_no_secret(self, prod_stack: Stack) -> None:
-        """Defect 4: `make down` with the production COMPOSE_FILE failed without DJANGO_SECRET_KEY."""
+        """Defect 4: `make down` with the production COMPOSE_FILE failed without DJANGO_SECRET_KEY.
+
+        As in a user's shell: no COMPOSE_PROJECT_NAME either (with it, Compose's down and ps fall
+        back to the name when the files do not load, and the failure hides).
+        """
         for target in ("ps", "down"):
-            result = prod_stack.make(target, DJANGO_SECRET_KEY=None)
+            result = prod_stack.make(target, DJANGO_SECRET_KEY=None, COMPOSE_PROJECT_NAME=None)
             assert result.returncode == 0, (target, result.stderr)
         assert prod_stack.containers("web", all_states=True) == []
