@@ -146,6 +146,24 @@ def worker_count(stack: Stack) -> int | None:
     return int(match.group(1)) if result.returncode == 0 and match else None
 
 
+def fault_then_recovery(stack: Stack, service: str, fault: str, undo: str, failing_check: str) -> None:
+    """While `docker compose <fault> <service>` lasts, /healthz answers 503 with ``failing_check``
+    "error" within the deadline, timed from the host; after `<undo>`, 200 again from the same web
+    container, never restarted."""
+    web = stack.container("web")
+    assert stack.get("/healthz").status == 200  # the probes hold live connections
+    stack.compose(fault, service)
+    try:
+        for _ in range(3):
+            response, seconds = stack.timed_get("/healthz")
+            assert (response.status, response.json()) == (503, {**HEALTHY, "status": "error", failing_check: "error"})
+            assert seconds <= DEADLINE
+    finally:
+        stack.compose(undo, service)
+    wait_for(lambda: stack.get("/healthz").status == 200, SETTLE, f"/healthz 200 after compose {undo} {service}")
+    assert unchanged(web, stack.container("web"))
+
+
 def unchanged(before: dict[str, Any], after: dict[str, Any]) -> bool:
     """The same container, never restarted in between."""
     return (before["Id"], before["State"]["StartedAt"], after["RestartCount"]) == (
@@ -373,33 +391,12 @@ class TestDevelopmentStack:
             assert dev_stack.container(name)["Config"]["User"] == APP_USER, name
 
     def test_redis_stopped_then_back(self, dev_stack: Stack) -> None:
-        web = dev_stack.container("web")
-        assert dev_stack.get("/healthz").status == 200
-        dev_stack.compose("stop", "redis")
-        try:
-            for _ in range(3):
-                response, seconds = dev_stack.timed_get("/healthz")
-                assert (response.status, response.json()) == (503, {"status": "error", "db": "ok", "redis": "error"})
-                assert seconds <= DEADLINE
-        finally:
-            dev_stack.compose("start", "redis")
-        wait_for(lambda: dev_stack.get("/healthz").status == 200, SETTLE, "/healthz 200 once Redis is back")
-        assert unchanged(web, dev_stack.container("web"))
+        """A stopped container: its name no longer resolves, nothing accepts connections."""
+        fault_then_recovery(dev_stack, "redis", "stop", "start", failing_check="redis")
 
     def test_postgres_hanging_then_back(self, dev_stack: Stack) -> None:
         """A paused container holds its connections open and answers nothing: a hang, not a refusal."""
-        web = dev_stack.container("web")
-        assert dev_stack.get("/healthz").status == 200  # the probe holds a live connection
-        dev_stack.compose("pause", "postgres")
-        try:
-            for _ in range(3):
-                response, seconds = dev_stack.timed_get("/healthz")
-                assert (response.status, response.json()) == (503, {"status": "error", "db": "error", "redis": "ok"})
-                assert seconds <= DEADLINE
-        finally:
-            dev_stack.compose("unpause", "postgres")
-        wait_for(lambda: dev_stack.get("/healthz").status == 200, SETTLE, "/healthz 200 once PostgreSQL answers")
-        assert unchanged(web, dev_stack.container("web"))
+        fault_then_recovery(dev_stack, "postgres", "pause", "unpause", failing_check="db")
 
     def test_two_workers_then_one(self, dev_stack: Stack) -> None:
         dev_stack.compose("up", "--detach", "--no-deps", "--no-recreate", "--scale", "worker=2", "worker")
