@@ -7,6 +7,7 @@ go. Messages name the variable and the rule, never the value (values are often s
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -106,25 +107,30 @@ def _boolean(value: str) -> bool:
     raise _Invalid("must be one of true/false/1/0/yes/no/on/off")
 
 
+# Plain ASCII decimal digits only. django-environ's caster deletes every other character (so
+# "5s" reads as 5, "1e3" as 13 and "1,000" as 1) and int()/float() accept "1_000", "+5", "١٢"
+# and "inf": none of them may reach a user's number.
+_DIGITS = re.compile(r"[0-9]+")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
 def _integer(low: int, high: int | None, rule: str) -> Callable[[str], int]:
     def parse(value: str) -> int:
-        try:
-            number = environ.Env.parse_value(value, int)
-        except ValueError:
-            raise _Invalid(rule) from None
+        if not _DIGITS.fullmatch(value) or len(value) > 18:  # int() refuses thousands of digits
+            raise _Invalid(rule)
+        number = int(value)
         if number < low or (high is not None and number > high):
             raise _Invalid(rule)
-        return int(number)
+        return number
 
     return parse
 
 
 def _seconds(low: float, high: float | None, low_inclusive: bool, rule: str) -> Callable[[str], float]:
     def parse(value: str) -> float:
-        try:
-            number = float(environ.Env.parse_value(value, float))
-        except ValueError:
-            raise _Invalid(rule) from None
+        if not _DECIMAL.fullmatch(value):
+            raise _Invalid(rule)
+        number = float(value)
         too_low = number < low if low_inclusive else number <= low
         if not math.isfinite(number) or too_low or (high is not None and number > high):
             raise _Invalid(rule)
@@ -230,10 +236,14 @@ def load(environment: Mapping[str, str] | None = None) -> Config:
         log_level=read("LOG_LEVEL", _choice(LOG_LEVELS, upper=True), "INFO"),
         log_format=read("LOG_FORMAT", _choice(LOG_FORMATS, upper=False), "console" if debug else "json"),
         healthcheck_timeout=read(
-            "HEALTHCHECK_TIMEOUT", _seconds(0, 30, False, "must be a number of seconds > 0 and <= 30"), 1.0
+            "HEALTHCHECK_TIMEOUT",
+            _seconds(0, 30, False, "must be a number of seconds > 0 and <= 30, in plain digits (such as 1 or 0.5)"),
+            1.0,
         ),
         healthcheck_cache_seconds=read(
-            "HEALTHCHECK_CACHE_SECONDS", _seconds(0, None, True, "must be a number of seconds >= 0"), 0.0
+            "HEALTHCHECK_CACHE_SECONDS",
+            _seconds(0, None, True, "must be a number of seconds >= 0, in plain digits (such as 0 or 2.5)"),
+            0.0,
         ),
         healthcheck_token=read("HEALTHCHECK_TOKEN", str, None),
         web_concurrency=read("WEB_CONCURRENCY", _integer(1, None, "must be an integer >= 1"), 2),
@@ -260,19 +270,27 @@ def read_dotenv(path: Path = BASE_DIR / ".env") -> list[str]:
     """Load ``.env`` into the process environment; real variables win, a missing file is fine.
 
     Returns a problem per malformed line. django-environ skips such lines and logs them whole
-    (``Invalid line: DJANGO_SECRET_KEY s3cret``), so they are found here and never shown.
+    (``Invalid line: DJANGO_SECRET_KEY s3cret``), so they are found here and never shown. The
+    file is read once, here (a UTF-8 byte-order mark is dropped), and django-environ parses that
+    same text: the check and the loader can never see different lines.
     """
     if not path.is_file():
         return []
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        return [f"{path.name}: must be UTF-8 text"]
+    except OSError as error:
+        return [f"{path.name}: cannot be read ({error.strerror or type(error).__name__})"]
     problems = [
         f"{path.name} line {number}: expected NAME=value"
-        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1)
+        for number, line in enumerate(text.splitlines(), 1)
         if line.strip() and not line.lstrip().startswith("#") and not _DOTENV_LINE.match(line)
     ]
     environ_logger = logging.getLogger("environ.environ")
     environ_logger.disabled = True
     try:
-        environ.Env.read_env(str(path), overwrite=False)
+        environ.Env.read_env(io.StringIO(text), overwrite=False)
     finally:
         environ_logger.disabled = False
     return problems

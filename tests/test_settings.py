@@ -146,6 +146,83 @@ class TestLoad:
         ]
 
 
+# Numbers are plain ASCII digits (seconds: one optional "." with digits after it). Each of these
+# is something a lenient parser reads as *some* number: django-environ keeps "the digits in it"
+# ("5s" -> 5, "1e3" -> 13, "1,000" -> 1), int() and float() take "1_000", "+5", " inf" and the
+# digits of other scripts.
+NOT_PLAIN_NUMBERS = [
+    pytest.param("5s", id="unit"),
+    pytest.param("5 seconds", id="unit-word"),
+    pytest.param("500ms", id="milli-unit"),
+    pytest.param("1e3", id="exponent"),
+    pytest.param("1E1", id="exponent-upper"),
+    pytest.param("1,000", id="thousands-comma"),
+    pytest.param("1_000", id="underscore-separator"),
+    pytest.param("1 000", id="space-separator"),
+    pytest.param("1'000", id="apostrophe-separator"),
+    pytest.param("abc2", id="stray-letters-before"),
+    pytest.param("2x", id="stray-letter-after"),
+    pytest.param("2.5.1", id="two-dots"),
+    pytest.param("1,5", id="decimal-comma"),
+    pytest.param("+5", id="plus-sign"),
+    pytest.param("0x10", id="hex"),
+    pytest.param("inf", id="infinity"),
+    pytest.param("nan", id="nan"),
+    pytest.param("\u0663", id="arabic-indic-digit"),
+    pytest.param("\uff15", id="fullwidth-digit"),
+    pytest.param("\u00b2", id="superscript-digit"),
+    pytest.param("\u0968", id="devanagari-digit"),
+    pytest.param("1.", id="dot-without-digits"),
+    pytest.param(".5", id="no-leading-digit"),
+]
+NUMBER_RULES = {
+    "PORT": "PORT: must be an integer 1-65535",
+    "WEB_CONCURRENCY": "WEB_CONCURRENCY: must be an integer >= 1",
+    "DJANGO_SECURE_HSTS_SECONDS": "DJANGO_SECURE_HSTS_SECONDS: must be an integer >= 0",
+    "HEALTHCHECK_TIMEOUT": "HEALTHCHECK_TIMEOUT: must be a number of seconds > 0 and <= 30",
+    "HEALTHCHECK_CACHE_SECONDS": "HEALTHCHECK_CACHE_SECONDS: must be a number of seconds >= 0",
+}
+
+
+class TestStrictNumbers:
+    @pytest.mark.parametrize("name", NUMBER_RULES)
+    @pytest.mark.parametrize("value", NOT_PLAIN_NUMBERS)
+    def test_refused_with_the_rule(self, name: str, value: str) -> None:
+        with pytest.raises(env.ConfigurationError) as caught:
+            env.load(_environment(**{name: value}))
+        assert caught.value.problems == [caught.value.problems[0]]
+        assert caught.value.problems[0].startswith(NUMBER_RULES[name])
+
+    @pytest.mark.parametrize("name", ["PORT", "WEB_CONCURRENCY", "DJANGO_SECURE_HSTS_SECONDS"])
+    @pytest.mark.parametrize("value", ["1.5", "80.0", "9" * 40])
+    def test_integers_take_no_decimal_point_and_no_absurd_length(self, name: str, value: str) -> None:
+        with pytest.raises(env.ConfigurationError) as caught:
+            env.load(_environment(**{name: value}))
+        assert caught.value.problems[0].startswith(NUMBER_RULES[name])
+
+    @pytest.mark.parametrize(
+        ("name", "value", "field", "expected"),
+        [
+            ("PORT", "8080", "port", 8080),
+            ("PORT", " 0443 ", "port", 443),
+            ("WEB_CONCURRENCY", "4", "web_concurrency", 4),
+            ("DJANGO_SECURE_HSTS_SECONDS", "31536000", "secure_hsts_seconds", 31536000),
+            ("HEALTHCHECK_TIMEOUT", "0.25", "healthcheck_timeout", 0.25),
+            ("HEALTHCHECK_TIMEOUT", "30", "healthcheck_timeout", 30.0),
+            ("HEALTHCHECK_CACHE_SECONDS", "0", "healthcheck_cache_seconds", 0.0),
+            ("HEALTHCHECK_CACHE_SECONDS", "2.5", "healthcheck_cache_seconds", 2.5),
+        ],
+    )
+    def test_plain_numbers_are_read(self, name: str, value: str, field: str, expected: float) -> None:
+        assert getattr(env.load(_environment(**{name: value})), field) == expected
+
+    def test_every_entry_point_stops_on_a_unit(self) -> None:
+        result = run_manage("check", env=project_env(HEALTHCHECK_TIMEOUT="5s", PORT="1e3"))
+        assert result.returncode == 2
+        assert [line.split(":")[0] for line in result.stderr.strip().splitlines()] == ["PORT", "HEALTHCHECK_TIMEOUT"]
+        _assert_clean_failure(result.stderr, ["5s", "1e3"])
+
+
 class TestManagePy:
     """The same rules seen by a user: a real ``manage.py check`` subprocess."""
 
@@ -221,6 +298,33 @@ class TestManagePy:
             os.environ.pop("DOTENV_ONLY_PROBE", None)
             os.environ.pop("DOTENV_BOTH_PROBE", None)
         assert read_dotenv(tmp_path / "missing.env") == []  # a missing file is fine
+
+    @pytest.mark.parametrize("first_line", ["DOTENV_FIRST_PROBE=from-file", "PORT=eighty"])
+    def test_a_byte_order_mark_hides_no_line(self, tmp_path, first_line: str) -> None:
+        """Editors on Windows save UTF-8 with a BOM; the first variable must still count."""
+        import os
+
+        dotenv = tmp_path / ".env"
+        dotenv.write_text("\ufeff" + first_line + "\n", encoding="utf-8")
+        saved = {name: os.environ.pop(name, None) for name in ("DOTENV_FIRST_PROBE", "PORT")}
+        try:
+            if first_line.startswith("PORT"):
+                with pytest.raises(env.ConfigurationError) as caught:
+                    env.load_project_config(dotenv)
+                assert "PORT: must be an integer 1-65535" in caught.value.problems
+            else:
+                assert env.read_dotenv(dotenv) == []
+                assert os.environ.get("DOTENV_FIRST_PROBE") == "from-file"
+        finally:
+            for name, value in saved.items():
+                os.environ.pop(name, None)
+                if value is not None:
+                    os.environ[name] = value
+
+    def test_a_dotenv_that_is_not_utf8_is_one_problem(self, tmp_path) -> None:
+        dotenv = tmp_path / ".env"
+        dotenv.write_bytes(b"DJANGO_SECRET_KEY=caf\xe9-latin-1\n")
+        assert env.read_dotenv(dotenv) == [".env: must be UTF-8 text"]
 
     def test_malformed_dotenv_lines_are_reported_without_their_content(self, tmp_path, capfd) -> None:
         dotenv = tmp_path / ".env"
