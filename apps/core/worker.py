@@ -23,7 +23,7 @@ _JOB_CONTEXT = ("job_id", "queue", "job_func", "request_id")
 
 
 class ContextWorker(Worker):
-    """rq's forking worker with three additions.
+    """rq's forking worker with three additions (and ``LOG_LEVEL`` as its log level).
 
     - Every line the worker logs carries ``worker_id``; while a job runs, also ``job_id``,
       ``queue``, ``job_func`` and the ``request_id`` of the request that enqueued it.
@@ -36,6 +36,9 @@ class ContextWorker(Worker):
     """
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
+        # django-rq derives a level from --verbosity and rq applies it to its own loggers when
+        # the worker starts, over the LOG_LEVEL that LOGGING set: LOG_LEVEL rules here as in web.
+        kwargs["logging_level"] = settings.LOG_LEVEL
         structlog.contextvars.bind_contextvars(worker_id=self.name)
         logger.info(
             "worker_ready",
