@@ -13,7 +13,7 @@ PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --str
 WORKER_ARGS := default --worker-ttl 30
 COMPOSE ?= docker compose
 
-.PHONY: help install run test lint fmt migrate worker lock shell check up down logs ps bench clean
+.PHONY: help install run test test-fast lint fmt migrate worker lock shell check up down logs ps bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ run: install .env ## Create the database if needed, migrate, run the web server 
 
 test: install ## Run the whole test suite (needs PostgreSQL and Redis on 127.0.0.1)
 	$(BIN)/pytest
+
+test-fast: install ## The in-process tests only (no subprocesses, no servers): the inner loop
+	$(BIN)/pytest -m "not slow"
 
 lint: install ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .

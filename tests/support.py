@@ -7,11 +7,15 @@
 - ``BlackHole``: a TCP listener that accepts connections and never answers.
 - ``DelayProxy``: a TCP proxy that delivers a server's replies late (a slow dependency).
 - ``child_pids``: a process's children (a gunicorn master's workers).
+- ``wait_until``: poll for a condition with a generous cap (never a fixed sleep in its place).
+- ``parse_json_lines``: the JSON log lines of a process's output.
+- ``preserved_environ``: undo whatever a test (or the code under test) did to ``os.environ``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import shutil
@@ -24,6 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +82,43 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy, and return that; fail after ``timeout``.
+
+    The cap is generous on purpose: it only bounds a test that would otherwise hang, it is
+    never the thing under test.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def parse_json_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON objects among ``text``'s lines (other lines, such as a traceback, are skipped)."""
+    events = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(json.JSONDecodeError):
+                events.append(json.loads(line))
+    return events
+
+
+@contextlib.contextmanager
+def preserved_environ() -> Iterator[None]:
+    """Restore ``os.environ`` exactly as it was, whatever the block (or ``read_dotenv``) set."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def project_env(clear: bool = False, **overrides: str | None) -> dict[str, str]:
@@ -142,6 +184,14 @@ def http_get(url: str, headers: Mapping[str, str] | None = None, timeout: float 
         return Response(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
 
 
+@dataclass(frozen=True)
+class ProbeAnswer:
+    status: int
+    body: Any
+    server_seconds: float  # the probe's own duration, from the server's log
+    round_trip_seconds: float  # as this client saw it
+
+
 @dataclass
 class Server:
     """A real HTTP server of this project in a subprocess (gunicorn by default)."""
@@ -171,24 +221,52 @@ class Server:
             [*self.prefix, *command], cwd=ROOT, env=env, stdout=fd, stderr=subprocess.STDOUT
         )
         os.close(fd)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+        process = self.process
+
+        def answers() -> bool:
+            if process.poll() is not None:
                 raise RuntimeError(f"{self.kind} exited early:\n{self.output()}")
             try:
-                if http_get(self.url + "/livez", timeout=2).status == 200:
-                    return self
+                return http_get(self.url + "/livez", timeout=2).status == 200
             except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.kind} did not answer /livez in {wait}s:\n{self.output()}")
+                return False
+
+        try:
+            wait_until(answers, wait, f"{self.kind} to answer /livez", interval=0.1)
+        except AssertionError:
+            self.stop()
+            raise RuntimeError(f"{self.kind} did not answer /livez in {wait}s:\n{self.output()}") from None
+        return self
 
     def get(self, path: str, headers: Mapping[str, str] | None = None, timeout: float = 10) -> Response:
         return http_get(self.url + path, headers, timeout)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def events(self) -> list[dict[str, Any]]:
+        """The server's JSON log lines so far (``LOG_FORMAT=json``)."""
+        return parse_json_lines(self.output())
+
+    def probe(self, path: str, headers: Mapping[str, str] | None = None, timeout: float = 30) -> ProbeAnswer:
+        """GET a probe path; also how long the server itself took, from its ``health_probe`` line.
+
+        That line (DEBUG, so the server needs ``LOG_LEVEL=DEBUG`` and ``LOG_FORMAT=json``) is
+        written before the response is sent: it is in the log once the answer is here. The
+        server-side time is where the deadline is enforced; the round trip also counts the
+        scheduling of a loaded machine, so tests bound it only loosely.
+        """
+        request_id = f"probe-{uuid.uuid4().hex}"
+        with timed() as elapsed:
+            response = self.get(path, {**(headers or {}), "X-Request-ID": request_id}, timeout=timeout)
+        (line,) = wait_until(
+            lambda: [
+                e for e in self.events() if e.get("event") == "health_probe" and e.get("request_id") == request_id
+            ],
+            10,
+            f"the health_probe line of {request_id}",
+        )
+        return ProbeAnswer(response.status, json.loads(response.body), float(line["duration_ms"]) / 1000, elapsed[0])
 
     def stop(self) -> int | None:
         if self.process is None or self.process.poll() is not None:

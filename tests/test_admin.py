@@ -47,6 +47,7 @@ def test_login_page_renders_with_its_css(client: Client) -> None:
     assert b"body" in b"".join(css.streaming_content)  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_admin_url_can_move(settings) -> None:
     from tests.support import run_manage
 
@@ -60,6 +61,7 @@ def test_admin_url_can_move(settings) -> None:
     assert result.stdout.strip().splitlines()[-1] == "/ops/console/"
 
 
+@pytest.mark.slow
 def test_runserver_serves_the_admin_with_css() -> None:
     """Development: `make run` uses runserver with DEBUG on; the admin must look right."""
     env = project_env(DJANGO_DEBUG="true", DJANGO_SECRET_KEY=None, LOG_FORMAT="console")

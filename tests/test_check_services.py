@@ -102,6 +102,7 @@ class TestInProcess:
         assert 1 <= elapsed[0] < 1 + 1.0  # the window, never a whole 5 s attempt past it
 
 
+@pytest.mark.slow
 class TestSubprocess:
     def test_healthy_exit_0(self) -> None:
         result = run_manage("check_services", env=project_env())
@@ -165,6 +166,7 @@ class TestSubprocess:
             redis.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("database_url", "category"),
     [

@@ -36,6 +36,8 @@ from tests.support import (
     run_manage,
 )
 
+pytestmark = pytest.mark.slow  # gunicorn, manage.py and the container tools run as real processes
+
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 COMPOSE_PROD_FILE = ROOT / "docker-compose.prod.yml"
 DOCKERFILE = ROOT / "Dockerfile"

@@ -12,6 +12,8 @@ import pytest
 
 from tests.support import DATABASE_URL, free_port, project_env, run_manage
 
+pytestmark = pytest.mark.slow  # every test here starts real processes
+
 SERVER = urlsplit(DATABASE_URL)._replace(path="", query="").geturl()
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
 import pytest
 
 from config import env
-from tests.support import BIN, ROOT, SECRET_KEY, project_env, run_manage
+from tests.support import BIN, ROOT, SECRET_KEY, preserved_environ, project_env, run_manage
 
 VALID = {
     "DJANGO_DEBUG": "false",
@@ -216,6 +217,7 @@ class TestStrictNumbers:
     def test_plain_numbers_are_read(self, name: str, value: str, field: str, expected: float) -> None:
         assert getattr(env.load(_environment(**{name: value})), field) == expected
 
+    @pytest.mark.slow
     def test_every_entry_point_stops_on_a_unit(self) -> None:
         result = run_manage("check", env=project_env(HEALTHCHECK_TIMEOUT="5s", PORT="1e3"))
         assert result.returncode == 2
@@ -223,6 +225,7 @@ class TestStrictNumbers:
         _assert_clean_failure(result.stderr, ["5s", "1e3"])
 
 
+@pytest.mark.slow
 class TestManagePy:
     """The same rules seen by a user: a real ``manage.py check`` subprocess."""
 
@@ -283,31 +286,23 @@ class TestManagePy:
         assert "System check identified no issues" in result.stdout
 
     def test_dotenv_is_read_and_real_variables_win(self, tmp_path) -> None:
-        from config.env import read_dotenv
-
         dotenv = tmp_path / ".env"
         dotenv.write_text("DOTENV_ONLY_PROBE=from-file\nDOTENV_BOTH_PROBE=from-file\n")
-        import os
-
-        os.environ["DOTENV_BOTH_PROBE"] = "from-environment"
-        try:
-            read_dotenv(dotenv)
+        with preserved_environ():
+            os.environ["DOTENV_BOTH_PROBE"] = "from-environment"
+            env.read_dotenv(dotenv)
             assert os.environ["DOTENV_ONLY_PROBE"] == "from-file"
             assert os.environ["DOTENV_BOTH_PROBE"] == "from-environment"
-        finally:
-            os.environ.pop("DOTENV_ONLY_PROBE", None)
-            os.environ.pop("DOTENV_BOTH_PROBE", None)
-        assert read_dotenv(tmp_path / "missing.env") == []  # a missing file is fine
+        assert env.read_dotenv(tmp_path / "missing.env") == []  # a missing file is fine
 
     @pytest.mark.parametrize("first_line", ["DOTENV_FIRST_PROBE=from-file", "PORT=eighty"])
     def test_a_byte_order_mark_hides_no_line(self, tmp_path, first_line: str) -> None:
         """Editors on Windows save UTF-8 with a BOM; the first variable must still count."""
-        import os
-
         dotenv = tmp_path / ".env"
         dotenv.write_text("\ufeff" + first_line + "\n", encoding="utf-8")
-        saved = {name: os.environ.pop(name, None) for name in ("DOTENV_FIRST_PROBE", "PORT")}
-        try:
+        with preserved_environ():
+            os.environ.pop("DOTENV_FIRST_PROBE", None)
+            os.environ.pop("PORT", None)
             if first_line.startswith("PORT"):
                 with pytest.raises(env.ConfigurationError) as caught:
                     env.load_project_config(dotenv)
@@ -315,11 +310,6 @@ class TestManagePy:
             else:
                 assert env.read_dotenv(dotenv) == []
                 assert os.environ.get("DOTENV_FIRST_PROBE") == "from-file"
-        finally:
-            for name, value in saved.items():
-                os.environ.pop(name, None)
-                if value is not None:
-                    os.environ[name] = value
 
     def test_a_dotenv_that_is_not_utf8_is_one_problem(self, tmp_path) -> None:
         dotenv = tmp_path / ".env"
@@ -333,17 +323,11 @@ class TestManagePy:
             "DJANGO_SECRET_KEY hunter2-super-secret\nexport REDIS_URL=redis://r:6379/0\n  PORT=80\n  # indented\n",
             encoding="utf-8",
         )
-        import os
-
-        saved = {name: os.environ.pop(name, None) for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY")}
-        try:
+        with preserved_environ():
+            for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY"):
+                os.environ.pop(name, None)
             with pytest.raises(env.ConfigurationError) as caught:
                 env.load_project_config(dotenv)
-        finally:
-            for name, value in saved.items():
-                os.environ.pop(name, None)
-                if value is not None:
-                    os.environ[name] = value
         problems = caught.value.problems
         assert problems[:2] == [".env line 4: expected NAME=value", ".env line 6: expected NAME=value"]
         assert "DATABASE_URL: missing" not in problems  # the valid lines were still read
