@@ -57,19 +57,9 @@ from rq import Queue, Worker  # noqa: E402
 from rq.job import JobStatus  # noqa: E402
 
 from bench import loads  # noqa: E402
-from tests.support import (  # noqa: E402
-    BIN,
-    PYTHON,
-    BlackHole,
-    DelayProxy,
-    PostgresCluster,
-    RedisServer,
-    Server,
-    child_pids,
-    free_port,
-    postgres_bin,
-    project_env,
-)
+from harness.processes import child_pids, free_port  # noqa: E402
+from harness.project import BIN, PYTHON, Server, project_env  # noqa: E402
+from harness.servers import BlackHole, DelayProxy, PostgresCluster, RedisServer, postgres_bin  # noqa: E402
 
 SECTIONS = ("throughput", "churn", "faults", "worker", "soak")
 SHARED_PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -251,7 +241,7 @@ def section_throughput(profile: Profile, report: Report) -> None:
         f"\n== throughput: {profile.rounds} rounds x {len(TARGETS)} targets x {profile.seconds:g} s, "
         f"wrk -c{profile.connections} -t{profile.wrk_threads}, gunicorn gthread x{WEB_CONCURRENCY} workers"
     )
-    with gunicorn(app_env(BENCH_DB_URL, SHARED_REDIS_URL, settings="config.settings.bench")) as server:
+    with gunicorn(app_env(BENCH_DB_URL, SHARED_REDIS_URL, settings="bench.settings")) as server:
         for path in TARGETS.values():
             reply = loads.timed_get(server.port, path)
             if reply.status != 200:

@@ -10,47 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
-HEALTH_PROBE_PATH = re.compile(r"^/(livez|readyz|healthz)/?(\?.*)?$")
-
-
-_SECRET_QUERY_VALUE = re.compile(r"((?:^|&)[^=&]*(?:password|secret|token)[^=&]*=)[^&]*", re.IGNORECASE)
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its passwords (in the user info or a ``password=`` query) as ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is not None:
-        host = parts.netloc.rsplit("@", 1)[1]
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
-    if parts.query:
-        # ssl_password (redis-py), sslpassword (libpq), token=...: any such key, value replaced in place.
-        parts = parts._replace(query=_SECRET_QUERY_VALUE.sub(r"\1***", parts.query))
-    masked = urlunsplit(parts)
-    if not parts.netloc and url.startswith(f"{parts.scheme}://"):
-        masked = masked.replace(":", "://", 1)  # urlunsplit drops the empty authority of unix:///
-    return masked
-
-
-def service_fields(database: Mapping[str, Any], redis_url: str) -> dict[str, str]:
-    """Where the service's dependencies are, without their passwords: for start-up log lines."""
-    if database.get("ENGINE", "").endswith("sqlite3"):
-        database_description = f"sqlite:///{database.get('NAME')}"
-    else:
-        user = database.get("USER") or ""
-        secret = ":***" if database.get("PASSWORD") else ""
-        at = f"{user}{secret}@" if user or secret else ""
-        database_description = f"postgres://{at}{database.get('HOST')}:{database.get('PORT')}/{database.get('NAME')}"
-    return {"database": database_description, "redis": mask_url(redis_url)}
+from apps.common.probe_paths import PROBE_PATHS
 
 
 def _gunicorn_access_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -88,9 +54,14 @@ def _request_id_from_record(_: WrappedLogger, __: str, event_dict: EventDict) ->
 class HealthProbeAccessFilter(logging.Filter):
     """Access lines for health probes are DEBUG: probes every few seconds must not flood logs."""
 
+    def __init__(self, paths: Iterable[str] = PROBE_PATHS) -> None:
+        super().__init__()
+        # An access line's path (gunicorn's has no query string; runserver's request line may).
+        self.pattern = re.compile(r"^/(" + "|".join(map(re.escape, paths)) + r")/?(\?.*)?$")
+
     def filter(self, record: logging.LogRecord) -> bool:
         path = _access_path(record)
-        if path is None or not HEALTH_PROBE_PATH.match(path):
+        if path is None or not self.pattern.match(path):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger().isEnabledFor(logging.DEBUG)
@@ -146,8 +117,11 @@ def build_formatter(fmt: str) -> structlog.stdlib.ProcessorFormatter:
     )
 
 
-def build_logging_config(level: str, fmt: str) -> dict[str, Any]:
-    """A ``LOGGING`` dict for Django and gunicorn; also configures structlog itself."""
+def build_logging_config(level: str, fmt: str, quiet_paths: Iterable[str] = PROBE_PATHS) -> dict[str, Any]:
+    """A ``LOGGING`` dict for Django and gunicorn; also configures structlog itself.
+
+    ``quiet_paths``: paths whose access lines are demoted to DEBUG (the probes).
+    """
     configure_structlog()
     handler = {
         "class": "logging.StreamHandler",
@@ -159,7 +133,9 @@ def build_logging_config(level: str, fmt: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"structured": {"()": "config.logging.build_formatter", "fmt": fmt}},
-        "filters": {"health_probe_access": {"()": "config.logging.HealthProbeAccessFilter"}},
+        "filters": {
+            "health_probe_access": {"()": "config.logging.HealthProbeAccessFilter", "paths": list(quiet_paths)}
+        },
         "handlers": {"stderr": handler},
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {

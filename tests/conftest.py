@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import BlackHole, PostgresCluster, RedisServer, postgres_bin
+from harness.servers import BlackHole, PostgresCluster, RedisServer, postgres_bin
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -63,7 +63,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 @pytest.fixture(scope="session")
 def collected_static() -> None:
     """Production settings serve the admin's CSS from the collectstatic manifest."""
-    from tests.support import project_env, run_manage
+    from harness.project import project_env, run_manage
 
     result = run_manage("collectstatic", "--noinput", "-v0", env=project_env(), timeout=120)
     assert result.returncode == 0, result.stderr

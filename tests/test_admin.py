@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from tests.support import Server, project_env
+from harness.project import Server, project_env
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +49,7 @@ def test_login_page_renders_with_its_css(client: Client) -> None:
 
 @pytest.mark.slow
 def test_admin_url_can_move(settings) -> None:
-    from tests.support import run_manage
+    from harness.project import run_manage
 
     result = run_manage(
         "shell",

@@ -10,7 +10,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 
-from tests.support import BlackHole, RedisServer, caches_at, free_port, project_env, run_manage, timed
+from harness.processes import free_port, timed
+from harness.project import project_env, run_manage
+from harness.servers import BlackHole, RedisServer
+from tests.support import caches_at
 
 pytestmark = pytest.mark.django_db
 

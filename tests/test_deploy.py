@@ -23,7 +23,8 @@ import pytest
 import yaml
 
 from config import env
-from tests.support import (
+from harness.processes import free_port
+from harness.project import (
     BIN,
     CONTRACT_VARIABLES,
     DATABASE_URL,
@@ -31,7 +32,6 @@ from tests.support import (
     REDIS_URL,
     ROOT,
     Server,
-    free_port,
     project_env,
     run_manage,
 )

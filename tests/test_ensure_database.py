@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 
-from tests.support import DATABASE_URL, free_port, project_env, run_manage
+from harness.processes import free_port
+from harness.project import DATABASE_URL, project_env, run_manage
 
 pytestmark = pytest.mark.slow  # every test here starts real processes
 

@@ -19,24 +19,10 @@ import pytest
 from django.test import override_settings
 
 from apps.health.checks import run_checks
-from tests.support import (
-    DATABASE_URL,
-    PYTHON,
-    ROOT,
-    BlackHole,
-    DelayProxy,
-    PostgresCluster,
-    ProbeAnswer,
-    RedisServer,
-    Server,
-    caches_at,
-    child_pids,
-    established_connections,
-    process_threads,
-    project_env,
-    timed,
-    wait_until,
-)
+from harness.processes import child_pids, established_connections, process_threads, timed, wait_until
+from harness.project import DATABASE_URL, PYTHON, ROOT, ProbeAnswer, Server, project_env
+from harness.servers import BlackHole, DelayProxy, PostgresCluster, RedisServer
+from tests.support import caches_at
 
 TOKEN = "fault-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -95,7 +81,7 @@ def test_black_hole_answers_in_time_and_stays_bounded(black_hole: BlackHole, ser
 
 
 def test_refused_is_immediate_and_named() -> None:
-    from tests.support import free_port
+    from harness.processes import free_port
 
     with Server(_server_env(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")) as server:
         answer = _probe(server)

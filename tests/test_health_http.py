@@ -11,7 +11,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 
-from tests.support import caches_at, free_port
+from harness.processes import free_port
+from tests.support import caches_at
 
 pytestmark = pytest.mark.django_db
 
@@ -69,7 +70,8 @@ def test_workers_built_on_the_web_side_leave_every_other_redis_call_bounded(sett
     from redis.exceptions import TimeoutError as RedisTimeout
     from rq import Worker
 
-    from tests.support import DelayProxy, timed
+    from harness.processes import timed
+    from harness.servers import DelayProxy
 
     proxy = DelayProxy(int(urlsplit(settings.REDIS_URL).port or 6379))
     try:
@@ -233,10 +235,11 @@ class TestHealthJson:
 def test_a_stuck_staff_lookup_denies_details_but_recovers(client: Client, settings) -> None:
     """The session table locked by someone else: details are denied within the deadline, and
     once the lock is gone the next probe shows them again (the lookup never stays stuck)."""
+    settings.HEALTHCHECK_TIMEOUT = 1.0
     import psycopg
     from django.db import connection
 
-    from tests.support import timed, wait_until
+    from harness.processes import timed, wait_until
 
     client.force_login(get_user_model().objects.create_user("ops", password="pw", is_staff=True))
     params = connection.get_connection_params()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from harness.project import ROOT
 
 pytestmark = pytest.mark.slow
 

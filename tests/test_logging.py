@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import PYTHON, ROOT, Server, project_env, run_manage, wait_until
+from harness.processes import wait_until
+from harness.project import PYTHON, ROOT, Server, project_env, run_manage
 
 SECRET_KEY = "logging-test-secret-key-Zq8wX3vB7nM2kL5pR9tY4uI6oA1sD0fG-very-long"
 TOKEN = "logging-test-token-Hj7Kd93Lm"
@@ -270,6 +271,6 @@ def test_python_warnings_are_log_lines_too() -> None:
     ],
 )
 def test_urls_are_logged_without_passwords(url: str, masked: str) -> None:
-    from config.logging import mask_url
+    from apps.common.masking import mask_url
 
     assert mask_url(url) == masked

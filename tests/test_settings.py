@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from config import env
-from tests.support import BIN, ROOT, SECRET_KEY, preserved_environ, project_env, run_manage
+from harness.project import BIN, ROOT, SECRET_KEY, project_env, run_manage
+from tests.support import preserved_environ
 
 VALID = {
     "DJANGO_DEBUG": "false",

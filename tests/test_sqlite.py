@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Server, project_env, run_manage
+from harness.project import Server, project_env, run_manage
 
 pytestmark = pytest.mark.slow  # every test here starts real processes
 

@@ -31,18 +31,10 @@ from rq import Retry
 from rq.job import Job
 
 from apps.core import background, jobs
+from harness.processes import free_port, parse_json_lines, wait_until
+from harness.project import PYTHON, ROOT, project_env, run_manage
+from harness.servers import PostgresCluster, RedisServer
 from tests import jobs as test_jobs
-from tests.support import (
-    PYTHON,
-    ROOT,
-    PostgresCluster,
-    RedisServer,
-    free_port,
-    parse_json_lines,
-    project_env,
-    run_manage,
-    wait_until,
-)
 
 pytestmark = pytest.mark.slow
 

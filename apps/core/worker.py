@@ -15,7 +15,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.worker import Worker
 
-from config.logging import service_fields
+from apps.common.masking import service_fields
 
 logger = structlog.get_logger(__name__)
 

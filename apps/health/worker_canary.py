@@ -14,7 +14,8 @@ from rq.job import JobStatus
 from rq.queue import Queue
 from rq.utils import missing_keys
 
-from apps.health import errors
+from apps.common import errors
+from apps.health.errors import ProbeError
 from apps.health.jobs import CANARY_RESULT, canary
 
 _POLL_INTERVAL = 0.02
@@ -46,7 +47,7 @@ def round_trip(queue_name: str, timeout: float) -> dict[str, int]:
         "failed_jobs": queue.failed_job_registry.count,
     }
     if facts["workers"] == 0:
-        raise errors.ProbeError(errors.NO_WORKER, f"no live worker is registered for queue {queue_name!r}", facts)
+        raise ProbeError(errors.NO_WORKER, f"no live worker is registered for queue {queue_name!r}", facts)
 
     job = queue.enqueue(
         canary,
@@ -60,12 +61,12 @@ def round_trip(queue_name: str, timeout: float) -> dict[str, int]:
             status = job.get_status(refresh=True)
             if status == JobStatus.FINISHED:
                 if job.return_value() != CANARY_RESULT:
-                    raise errors.ProbeError(errors.UNKNOWN, "canary job returned an unexpected result", facts)
+                    raise ProbeError(errors.UNKNOWN, "canary job returned an unexpected result", facts)
                 return facts
             if status in _ENDED:
-                raise errors.ProbeError(errors.UNKNOWN, f"canary job ended as {status.value}", facts)
+                raise ProbeError(errors.UNKNOWN, f"canary job ended as {status.value}", facts)
             if time.monotonic() >= deadline:
-                raise errors.ProbeError(errors.TIMEOUT, "no worker finished the canary job in time", facts)
+                raise ProbeError(errors.TIMEOUT, "no worker finished the canary job in time", facts)
             time.sleep(_POLL_INTERVAL)
     finally:
         job.delete(remove_from_queue=True)

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg import sql
 
-from apps.health.errors import categorize
+from apps.common.errors import categorize
 
 
 class Command(BaseCommand):
