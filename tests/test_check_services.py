@@ -127,7 +127,16 @@ class TestSubprocess:
 
     @pytest.mark.parametrize(
         "arguments",
-        [("--timeout", "0"), ("--timeout", "soon"), ("--wait", "-1"), ("--only", "nope"), ("--bogus",)],
+        [
+            ("--timeout", "0"),
+            ("--timeout", "soon"),
+            ("--timeout", "1e3"),
+            ("--wait", "-1"),
+            ("--wait", "inf"),
+            ("--wait", "5s"),
+            ("--only", "nope"),
+            ("--bogus",),
+        ],
     )
     def test_bad_usage_exit_2(self, arguments: tuple[str, ...]) -> None:
         result = run_manage("check_services", *arguments, env=project_env())

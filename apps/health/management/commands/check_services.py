@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.common.numbers import decimal_number
 from apps.health import checks, render
 
 EXIT_UNHEALTHY = 1
@@ -27,9 +28,9 @@ def _seconds(low: float, high: float, *, low_allowed: bool) -> Callable[[str], f
 
     def parse(value: str) -> float:
         try:
-            seconds = float(value)
+            seconds = decimal_number(value)  # the same strict digits as every variable
         except ValueError:
-            raise ArgumentTypeError("must be a number of seconds") from None
+            raise ArgumentTypeError("must be a number of seconds in plain digits (such as 5 or 0.5)") from None
         if not (low <= seconds if low_allowed else low < seconds) or not seconds <= high:
             raise ArgumentTypeError(rule)
         return seconds
