@@ -170,9 +170,9 @@ class Config:
     )
     database = Variable(
         "DATABASE_URL",
-        DatabaseURL(),
+        DatabaseURL(base=BASE_DIR),
         dict[str, Any](),
-        "The database; SQLite must be a file (in-memory: each thread would get its own).",
+        "The database. SQLite: a file; a relative path is under the project root.",
         required=True,
     )
     redis_url = Variable(
@@ -294,7 +294,7 @@ _DOTENV_LINE = re.compile(r"\A(?:export )?[A-Za-z_0-9]+=.*\Z")
 
 
 def read_dotenv(path: Path = BASE_DIR / ".env") -> list[str]:
-    """Load ``.env`` into the process environment; real variables win, a missing file is fine.
+    """Load ``.env`` into the process environment; real variables that are set win, a missing file is fine.
 
     Returns a problem per malformed line. django-environ skips such lines and logs them whole
     (``Invalid line: DJANGO_SECRET_KEY s3cret``), so they are found here and never shown. The
@@ -314,6 +314,13 @@ def read_dotenv(path: Path = BASE_DIR / ".env") -> list[str]:
         for number, line in enumerate(text.splitlines(), 1)
         if line.strip() and not line.lstrip().startswith("#") and not _DOTENV_LINE.match(line)
     ]
+    # An empty value counts as unset, so an empty real variable must not hide the file's value
+    # (django-environ keeps any variable that exists, empty or not).
+    for line in text.splitlines():
+        if _DOTENV_LINE.match(line):
+            name = line.removeprefix("export ").split("=", 1)[0]
+            if name in os.environ and not os.environ[name].strip():
+                del os.environ[name]
     environ_logger = logging.getLogger("environ.environ")
     environ_logger.disabled = True
     try:

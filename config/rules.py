@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -137,8 +138,13 @@ def _scheme(value: str) -> str:
 
 @dataclass(frozen=True)
 class DatabaseURL:
-    """Django's ``DATABASES`` entry for a ``postgres://``, ``postgresql://`` or ``sqlite:///`` URL."""
+    """Django's ``DATABASES`` entry for a ``postgres://``, ``postgresql://`` or ``sqlite:///`` URL.
 
+    A relative SQLite path (``sqlite:///db.sqlite3``) is resolved against ``base``, the project
+    root, never against whatever directory a process happens to start in.
+    """
+
+    base: Path
     kind: str = "URL (`postgres://`, `postgresql://`, `sqlite:///`)"
 
     def __call__(self, value: str) -> dict[str, Any]:
@@ -155,6 +161,8 @@ class DatabaseURL:
             # An in-memory database is private to each thread's connection: the app would run
             # on an empty database the probes cannot see. Only files make sense here.
             raise Invalid("must name a database file (sqlite:////absolute/path.sqlite3)")
+        if scheme == "sqlite":
+            config["NAME"] = str(self.base / config["NAME"])  # an absolute NAME stays as it is
         return config
 
 

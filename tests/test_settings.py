@@ -130,6 +130,17 @@ class TestLoad:
         config = env.load({**VALID, "DJANGO_SECRET_KEY": "$" + "x" * 60})
         assert config.secret_key == "$" + "x" * 60
 
+    @pytest.mark.parametrize(
+        ("url", "name"),
+        [
+            ("sqlite:///db.sqlite3", env.BASE_DIR / "db.sqlite3"),
+            ("sqlite:///data/app.sqlite3", env.BASE_DIR / "data" / "app.sqlite3"),
+            ("sqlite:////tmp/absolute.sqlite3", "/tmp/absolute.sqlite3"),
+        ],
+    )
+    def test_a_relative_sqlite_path_is_under_the_project_root(self, url: str, name: object) -> None:
+        assert env.load({**VALID, "DATABASE_URL": url}).database["NAME"] == str(name)
+
     def test_admin_url_is_normalised(self) -> None:
         assert env.load({**VALID, "DJANGO_ADMIN_URL": "/ops/admin"}).admin_url == "ops/admin/"
 
@@ -295,6 +306,17 @@ class TestManagePy:
             assert os.environ["DOTENV_ONLY_PROBE"] == "from-file"
             assert os.environ["DOTENV_BOTH_PROBE"] == "from-environment"
         assert env.read_dotenv(tmp_path / "missing.env") == []  # a missing file is fine
+
+    def test_an_empty_real_variable_does_not_hide_the_dotenv_value(self, tmp_path) -> None:
+        """The contract: empty counts as unset, so `PORT= make run` still gets the .env port."""
+        dotenv = tmp_path / ".env"
+        dotenv.write_text("PORT=8123\nDOTENV_BLANK_PROBE=from-file\n")
+        with preserved_environ():
+            os.environ["PORT"] = ""
+            os.environ["DOTENV_BLANK_PROBE"] = "   "
+            config = env.load_project_config(dotenv)
+            assert config.port == 8123
+            assert os.environ["DOTENV_BLANK_PROBE"] == "from-file"
 
     @pytest.mark.parametrize("first_line", ["DOTENV_FIRST_PROBE=from-file", "PORT=eighty"])
     def test_a_byte_order_mark_hides_no_line(self, tmp_path, first_line: str) -> None:
