@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
+from apps.common import request_context
 from apps.common.probe_paths import PROBE_PATHS
 
 
@@ -42,10 +43,14 @@ def _gunicorn_access_fields(_: WrappedLogger, __: str, event_dict: EventDict) ->
 
 
 def _request_id_from_record(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """django.request logs 4xx/5xx responses after the middleware chain has returned and the
-    log context is cleared; the record still carries the request, which knows its id."""
+    """Lines written after the middleware chain returned (and cleared the log context) still get
+    their request's id: django.request's record carries the request, which knows it; runserver's
+    request line (django.server) is written on the thread that just handled that request."""
     if event_dict.get("request_id") is None:
-        request_id = getattr(getattr(event_dict.get("_record"), "request", None), "request_id", None)
+        record = event_dict.get("_record")
+        request_id = getattr(getattr(record, "request", None), "request_id", None)
+        if request_id is None and getattr(record, "name", None) == "django.server":
+            request_id = request_context.last_request_id()
         if request_id is not None:
             event_dict["request_id"] = request_id
     return event_dict

@@ -28,3 +28,8 @@ def block_first_attempt(marker: str, seconds: float) -> str:
     _announce(marker)
     time.sleep(seconds)
     return "finished"
+
+
+def fail(message: str) -> None:
+    """Raise: a job that fails, for the logging tests."""
+    raise RuntimeError(message)

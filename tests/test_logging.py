@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness.processes import wait_until
+from harness.processes import parse_json_lines, wait_until
 from harness.project import PYTHON, ROOT, Server, project_env, run_manage
 
 SECRET_KEY = "logging-test-secret-key-Zq8wX3vB7nM2kL5pR9tY4uI6oA1sD0fG-very-long"
@@ -163,6 +163,22 @@ class TestGunicornJson:
         assert DB_PASSWORD not in json.dumps(ready)
 
 
+def test_runserver_request_lines_carry_the_request_id() -> None:
+    """`make run` serves with runserver: its own request lines must match gunicorn's access lines."""
+    with Server(_env(), kind="runserver") as server:
+        assert server.get("/no-such-page", {"X-Request-ID": "runserver-line-1"}).status == 404
+        assert server.get("/no-such-page", {"X-Request-ID": "runserver-line-2"}).status == 404
+
+        def request_lines() -> list[dict[str, Any]]:
+            # runserver also prints its banner as plain text on stdout: only the log lines are JSON.
+            return [r for r in parse_json_lines(server.output()) if r.get("logger") == "django.server"]
+
+        lines = wait_until(lambda: len(request_lines()) >= 2 and request_lines(), 10, "runserver's request lines")
+    _assert_no_secrets(server.output())
+    assert [line["request_id"] for line in lines] == ["runserver-line-1", "runserver-line-2"]
+    assert all(line["status_code"] == 404 for line in lines)
+
+
 def test_job_lines_carry_the_request_id_and_job_id() -> None:
     env = _env()
     with Server(env) as server:
@@ -203,6 +219,28 @@ def test_jobs_enqueued_outside_a_request_get_their_own_context() -> None:
     assert worker.returncode == 0, worker.stderr
     (ran,) = [r for r in _json_lines(worker.stderr) if r["event"] == "sample_job_ran" and r.get("job_id") == job_id]
     assert ran["request_id"] is None
+
+
+def test_a_failed_jobs_traceback_is_a_structured_exception() -> None:
+    """Like a Django 500 under LOG_FORMAT=json: one line, the exception as data, not as text."""
+    env = _env()
+    enqueue = (
+        "import django_rq; from tests.jobs import fail; "
+        "print(django_rq.get_queue('default').enqueue(fail, 'deliberate job failure').id)"
+    )
+    created = run_manage("shell", "-c", enqueue, env=env)
+    assert created.returncode == 0, created.stderr
+    job_id = created.stdout.strip().splitlines()[-1]
+    worker = run_manage("rqworker", "default", "--burst", env=env, timeout=120)
+    assert worker.returncode == 0, worker.stderr
+    records = _json_lines(worker.stderr)
+    (failed,) = [r for r in records if r["event"] == "job_failed" and r.get("job_id") == job_id]
+    assert failed["level"] == "error"
+    assert failed["job_func"] == "tests.jobs.fail"
+    (exception,) = failed["exception"]
+    assert (exception["exc_type"], exception["exc_value"]) == ("RuntimeError", "deliberate job failure")
+    assert any(frame["name"] == "fail" for frame in exception["frames"])
+    assert not any("Traceback (most recent call last)" in r["event"] for r in records)
 
 
 def test_console_format_is_for_people() -> None:
