@@ -13,10 +13,10 @@ PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --str
 WORKER_ARGS := default --worker-ttl 30
 COMPOSE ?= docker compose
 
-.PHONY: help install run test test-fast lint fmt migrate worker lock shell check up down logs ps bench clean
+.PHONY: help install run test test-fast lint fmt migrate worker lock shell superuser serve failed-jobs check up down logs ps docs bench clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 install: $(INSTALLED) ## Create .venv and install the locked dependencies and dev tools
 
@@ -66,6 +66,16 @@ worker: install .env ## Run one rq worker on the default queue
 shell: install .env ## Django shell
 	$(MANAGE) shell
 
+superuser: install .env ## Create an admin account (asks for a name and a password)
+	$(MANAGE) createsuperuser
+
+serve: install .env ## gunicorn exactly as in production (DEBUG off), after collectstatic
+	DJANGO_DEBUG=false $(MANAGE) collectstatic --noinput -v0
+	DJANGO_DEBUG=false $(BIN)/gunicorn
+
+failed-jobs: install .env ## List the default queue's failed jobs (manage.py failed_jobs --help for more)
+	$(MANAGE) failed_jobs
+
 check: install .env ## Check the services the app depends on
 	$(MANAGE) check_services
 
@@ -84,6 +94,9 @@ logs: ## Follow the compose services' logs
 
 ps: ## The compose services and their health
 	$(COMPOSE) ps
+
+docs: install ## Regenerate the generated parts of docs/ (variables table, measured figures)
+	$(BIN)/python -m harness.docs
 
 bench: install ## Benchmarks (on demand, never in CI; BENCH_ARGS="--quick --only faults")
 	$(BIN)/python bench/healthz.py $(BENCH_ARGS)

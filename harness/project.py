@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,10 +68,36 @@ def project_env(clear: bool = False, **overrides: str | None) -> dict[str, str]:
     return env
 
 
-def run_manage(*args: str, env: Mapping[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_manage(
+    *args: str, env: Mapping[str, str], timeout: float = 60, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """``python manage.py ARGS`` in ``cwd`` (default: this checkout; or a ``project_copy``)."""
     return subprocess.run(
-        [PYTHON, "manage.py", *args], cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=timeout
+        [PYTHON, "manage.py", *args], cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout
     )
+
+
+def project_copy(destination: Path) -> Path:
+    """The project's files (tracked, or new and not ignored) copied to ``destination``.
+
+    A checkout whose ``.env`` a test may write: commands run there with this checkout's
+    virtualenv, and nothing in the developer's own tree (their ``.env``, ``staticfiles``) is
+    seen or touched.
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    for name in listed.stdout.decode().split("\0"):
+        source = ROOT / name
+        if name and source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 
 import pytest
@@ -31,6 +32,29 @@ def test_superuser_gets_the_admin_index(client: Client) -> None:
     response = client.get("/admin/")
     assert response.status_code == 200
     assert b"Site administration" in response.content
+
+
+def test_the_root_is_a_start_page_in_development_only() -> None:
+    """With DEBUG on, `/` says where things are; with DEBUG off it stays a plain 404 on purpose."""
+    from django.test import override_settings
+    from django.urls import clear_url_caches
+
+    import config.urls
+
+    try:
+        with override_settings(DEBUG=True, ROOT_URLCONF="config.urls"):
+            importlib.reload(config.urls)
+            clear_url_caches()
+            page = Client().get("/")
+            assert page.status_code == 200
+            for link in (b'href="/admin/"', b'href="/admin/django_rq/"', b'href="/livez"', b'href="/healthz"'):
+                assert link in page.content
+        importlib.reload(config.urls)
+        clear_url_caches()
+        assert Client().get("/").status_code == 404
+    finally:
+        importlib.reload(config.urls)
+        clear_url_caches()
 
 
 def test_queue_dashboard_is_staff_only(client: Client) -> None:

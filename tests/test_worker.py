@@ -341,6 +341,27 @@ def test_check_services_worker_fails_when_the_only_worker_was_killed(
     assert (facts["error"], facts["workers"]) == ("no_worker", 0)
 
 
+def test_failed_jobs_are_listed_and_requeued_through_the_validated_settings(
+    redis: Redis, worker_env: dict[str, str]
+) -> None:
+    job_id = background.submit(test_jobs.fail, "a failure to inspect")
+    assert burst(worker_env).returncode == 0
+    assert background.outcome(job_id).status == "failed"
+
+    listed = run_manage("failed_jobs", env=worker_env)
+    assert listed.returncode == 0, listed.stderr
+    (line,) = listed.stdout.strip().splitlines()
+    assert line.startswith(f"{job_id}  tests.jobs.fail  ")
+    assert line.endswith("RuntimeError: a failure to inspect")
+
+    assert run_manage("failed_jobs", "--requeue", "no-such-job", env=worker_env).returncode == 2
+    assert run_manage("failed_jobs", "--queue", "nope", env=worker_env).returncode == 2
+    requeued = run_manage("failed_jobs", "--requeue", job_id, env=worker_env)
+    assert requeued.returncode == 0, requeued.stderr
+    assert background.outcome(job_id).status == "queued"
+    assert run_manage("failed_jobs", env=worker_env).stdout.strip() == "No failed jobs on 'default'."
+
+
 # --- faults ---------------------------------------------------------------------------------
 
 
