@@ -12,8 +12,5 @@ urlpatterns = [
     path("", include("apps.health.urls")),
     path(settings.ADMIN_URL + "django_rq/", include("django_rq.urls")),
     path(settings.ADMIN_URL, admin.site.urls),
+    path("", include("apps.core.urls")),
 ]
-if settings.DEBUG:
-    from apps.core.views import start_page
-
-    urlpatterns.append(path("", start_page, name="start-page"))

@@ -26,7 +26,6 @@ from config import env
 from harness.processes import free_port
 from harness.project import (
     BIN,
-    CONTRACT_VARIABLES,
     DATABASE_URL,
     PYTHON,
     REDIS_URL,
@@ -401,12 +400,6 @@ def test_documentation_lists_the_required_production_variables() -> None:
         "REDIS_URL",
     }
     assert documented_production_variables()["DJANGO_DEBUG"] == "false"
-
-
-def test_env_example_documents_every_contract_variable() -> None:
-    text = ENV_EXAMPLE.read_text()
-    undocumented = [name for name in CONTRACT_VARIABLES if not re.search(rf"^{name}=", text, flags=re.MULTILINE)]
-    assert undocumented == []
 
 
 @pytest.mark.parametrize(
