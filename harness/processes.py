@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
+import select
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -95,3 +97,38 @@ def established_connections(pid: int, remote_port: int) -> int:
         if inode in inodes and int(remote.split(":")[1], 16) == remote_port and state == "01":
             count += 1
     return count
+
+
+def answer_prompts(
+    argv: list[str], dialogue: list[tuple[str, str]], cwd: Path, env: dict[str, str], timeout: float = 120
+) -> tuple[str, int]:
+    """Run ``argv`` on a terminal of its own, typing each answer once its prompt has appeared.
+
+    For commands that read from the terminal itself (``getpass``), which discards anything typed
+    before it asks. Returns everything the terminal showed, and the exit status.
+    """
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: the pseudo-terminal is its controlling terminal
+        os.chdir(cwd)
+        os.execvpe(argv[0], argv, env)  # noqa: S606 - argv is the caller's own command
+    shown = b""
+    deadline = time.monotonic() + timeout
+    pending = list(dialogue)
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([terminal], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(terminal, 4096)
+                except OSError:  # the child closed the terminal: it has ended
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            if pending and pending[0][0].encode() in shown.rsplit(b"\n", 1)[-1]:
+                os.write(terminal, pending.pop(0)[1].encode() + b"\n")
+                shown += b"\n"  # so the same prompt is not answered twice
+    finally:
+        os.close(terminal)
+        _, status = os.waitpid(pid, 0)
+    return shown.decode(errors="replace"), os.waitstatus_to_exitcode(status)

@@ -15,17 +15,22 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from harness.processes import free_port, wait_for_port
+from harness.processes import free_port, wait_for_port, wait_until
 
 
 class RedisServer:
-    """A throwaway redis-server on a free port; stop() kills it, start() brings it back."""
+    """A throwaway redis-server on a free port; stop() kills it, start() brings it back.
 
-    def __init__(self, port: int | None = None) -> None:
+    ``wrapper`` prefixes every command it runs (``ip netns exec NAME``: a server in a network
+    namespace of its own, on the standard port).
+    """
+
+    def __init__(self, port: int | None = None, wrapper: Sequence[str] = ()) -> None:
         self.port = port or free_port()
+        self.wrapper = list(wrapper)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -36,6 +41,7 @@ class RedisServer:
         """Start (or restart, on the same port) the server; ``options`` are extra arguments."""
         self.process = subprocess.Popen(
             [
+                *self.wrapper,
                 "redis-server",
                 "--port",
                 str(self.port),
@@ -50,8 +56,16 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for_port(self.port)
+        if self.wrapper:
+            wait_until(self._answers, 15, f"redis-server on port {self.port}")
+        else:
+            wait_for_port(self.port)
         return self
+
+    def _answers(self) -> bool:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            return self.command("PING").strip() == "PONG"
+        return False
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -60,7 +74,11 @@ class RedisServer:
 
     def command(self, *args: str) -> str:
         result = subprocess.run(
-            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=10, check=True
+            [*self.wrapper, "redis-cli", "-p", str(self.port), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
         return result.stdout
 
@@ -109,14 +127,19 @@ def postgres_bin() -> Path | None:
 
 
 class PostgresCluster:
-    """A throwaway PostgreSQL cluster (initdb + pg_ctl) on a free port, trust auth."""
+    """A throwaway PostgreSQL cluster (initdb + pg_ctl) on a free port, trust auth.
 
-    def __init__(self) -> None:
+    ``wrapper`` prefixes ``pg_ctl`` (``ip netns exec NAME``: a server in a network namespace of
+    its own, say on the standard port).
+    """
+
+    def __init__(self, port: int | None = None, wrapper: Sequence[str] = ()) -> None:
         binaries = postgres_bin()
         if binaries is None:
             raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
         self.bin = binaries
-        self.port = free_port()
+        self.port = port or free_port()
+        self.wrapper = list(wrapper)
         self.directory = Path(tempfile.mkdtemp(prefix="pgcluster-"))
         self.data = self.directory / "data"
         self._as_postgres = os.geteuid() == 0  # initdb refuses to run as root
@@ -130,7 +153,9 @@ class PostgresCluster:
 
     def _run(self, *command: str) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if self._as_postgres else []
-        subprocess.run([*prefix, *command], check=True, capture_output=True, timeout=120, cwd=self.directory)
+        subprocess.run(
+            [*self.wrapper, *prefix, *command], check=True, capture_output=True, timeout=120, cwd=self.directory
+        )
 
     @property
     def log_path(self) -> Path:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from harness.sandbox import Sandbox, sandbox_available
 from harness.servers import BlackHole, PostgresCluster, RedisServer, postgres_bin
 
 
@@ -58,6 +59,16 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     cluster.start()
     yield cluster
     cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    """A newcomer's machine with `make run` serving (harness.sandbox); shared by the docs tests."""
+    reason = sandbox_available()
+    if reason is not None:
+        pytest.skip(f"no sandbox on this machine: {reason}")
+    with Sandbox() as box:
+        yield box
 
 
 @pytest.fixture(scope="session")
