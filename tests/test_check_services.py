@@ -65,44 +65,41 @@ class TestInProcess:
         assert caught.value.returncode == 2
         assert "kafka" in str(caught.value)
 
+    @staticmethod
+    def _unhealthy_redis(redis_url: str, *arguments: str, configured_deadline: float = 1.0) -> tuple[float, dict]:
+        """Run the command (in this process, where its deadlines are enforced) against a bad Redis.
+
+        Returns how long it took and its JSON report.
+        """
+        out = StringIO()
+        with (
+            override_settings(CACHES=caches_at(redis_url), HEALTHCHECK_TIMEOUT=configured_deadline),
+            pytest.raises(CommandError),
+            timed() as elapsed,
+        ):
+            call_command("check_services", "--only", "redis", "--json", *arguments, stdout=out)
+        return elapsed[0], json.loads(out.getvalue())
+
     @pytest.mark.parametrize("wait", ["1", "1.7"])
     def test_wait_keeps_trying_for_n_seconds(self, wait: str) -> None:
-        """The deadline is enforced in this process, so it is measured here, around the command."""
-        refused = f"redis://127.0.0.1:{free_port()}/0"
-        with override_settings(CACHES=caches_at(refused)), pytest.raises(CommandError), timed() as elapsed:
-            call_command("check_services", "--only", "redis", "--wait", wait, stdout=StringIO())
-        assert float(wait) <= elapsed[0] < float(wait) + 1.0
+        elapsed, _ = self._unhealthy_redis(f"redis://127.0.0.1:{free_port()}/0", "--wait", wait)
+        assert float(wait) <= elapsed < float(wait) + 1.0
 
     def test_the_last_attempt_gets_what_is_left(self, black_hole: BlackHole) -> None:
         """1 s attempts in a 1.6 s window: the second attempt is cut to 0.6 s, not skipped or run whole."""
-        hole = f"redis://127.0.0.1:{black_hole.port}/0"
-        out = StringIO()
-        with (
-            override_settings(CACHES=caches_at(hole), HEALTHCHECK_TIMEOUT=1.0),
-            pytest.raises(CommandError),
-            timed() as elapsed,
-        ):
-            call_command("check_services", "--only", "redis", "--wait", "1.6", "--json", stdout=out)
-        assert 1.6 <= elapsed[0] < 1.6 + 1.0
-        assert json.loads(out.getvalue())["checks"]["redis"]["error"] == "timeout"
+        elapsed, report = self._unhealthy_redis(f"redis://127.0.0.1:{black_hole.port}/0", "--wait", "1.6")
+        assert 1.6 <= elapsed < 1.6 + 1.0
+        assert report["checks"]["redis"]["error"] == "timeout"
 
     def test_timeout_overrides_the_deadline(self, black_hole: BlackHole) -> None:
         hole = f"redis://127.0.0.1:{black_hole.port}/0"
-        out = StringIO()
-        with (
-            override_settings(CACHES=caches_at(hole), HEALTHCHECK_TIMEOUT=10.0),
-            pytest.raises(CommandError),
-            timed() as elapsed,
-        ):
-            call_command("check_services", "--only", "redis", "--timeout", "0.3", "--json", stdout=out)
-        assert json.loads(out.getvalue())["checks"]["redis"]["error"] == "timeout"
-        assert 0.3 <= elapsed[0] < 0.3 + 1.0  # the 0.3 s deadline, never the configured 10 s
+        elapsed, report = self._unhealthy_redis(hole, "--timeout", "0.3", configured_deadline=10.0)
+        assert report["checks"]["redis"]["error"] == "timeout"
+        assert 0.3 <= elapsed < 0.3 + 1.0  # the 0.3 s deadline, never the configured 10 s
 
     def test_wait_never_overruns_n(self, black_hole: BlackHole) -> None:
-        hole = f"redis://127.0.0.1:{black_hole.port}/0"
-        with override_settings(CACHES=caches_at(hole)), pytest.raises(CommandError), timed() as elapsed:
-            call_command("check_services", "--only", "redis", "--wait", "1", "--timeout", "5", stdout=StringIO())
-        assert 1 <= elapsed[0] < 1 + 1.0  # the window, never a whole 5 s attempt past it
+        elapsed, _ = self._unhealthy_redis(f"redis://127.0.0.1:{black_hole.port}/0", "--wait", "1", "--timeout", "5")
+        assert 1 <= elapsed < 1 + 1.0  # the window, never a whole 5 s attempt past it
 
 
 @pytest.mark.slow

@@ -195,7 +195,7 @@ def test_job_lines_carry_the_request_id_and_job_id() -> None:
     (ran,) = [r for r in records if r["event"] == "sample_job_ran" and r.get("job_id") == job_id]
     assert ran["request_id"] == "job-origin-77"
     assert ran["queue"] == "default"
-    assert ran["job_func"] == "tests.sample_jobs.log_and_return"
+    assert ran["job_func"] == "tests.jobs.log_and_return"
     assert ran["worker_id"]
     # rq's own lines about this job carry the same context...
     assert any(r["logger"] == "rq.worker" and r.get("job_id") == job_id for r in records)
@@ -206,34 +206,28 @@ def test_job_lines_carry_the_request_id_and_job_id() -> None:
     assert quitting["worker_id"] == ran["worker_id"]
 
 
-def test_jobs_enqueued_outside_a_request_get_their_own_context() -> None:
-    env = _env()
+def _enqueue_from_a_shell_and_run(env: dict[str, str], job: str, argument: str) -> tuple[str, list[dict[str, Any]]]:
+    """Enqueue ``tests.jobs.<job>(argument)`` outside any request, run a burst worker: the job id and its log."""
     enqueue = (
-        "import django_rq; from tests.sample_jobs import log_and_return; "
-        "print(django_rq.get_queue('default').enqueue(log_and_return, 'cli').id)"
+        f"import django_rq; from tests.jobs import {job}; "
+        f"print(django_rq.get_queue('default').enqueue({job}, {argument!r}).id)"
     )
     created = run_manage("shell", "-c", enqueue, env=env)
     assert created.returncode == 0, created.stderr
-    job_id = created.stdout.strip().splitlines()[-1]
     worker = run_manage("rqworker", "default", "--burst", env=env, timeout=120)
     assert worker.returncode == 0, worker.stderr
-    (ran,) = [r for r in _json_lines(worker.stderr) if r["event"] == "sample_job_ran" and r.get("job_id") == job_id]
+    return created.stdout.strip().splitlines()[-1], _json_lines(worker.stderr)
+
+
+def test_jobs_enqueued_outside_a_request_get_their_own_context() -> None:
+    job_id, records = _enqueue_from_a_shell_and_run(_env(), "log_and_return", "cli")
+    (ran,) = [r for r in records if r["event"] == "sample_job_ran" and r.get("job_id") == job_id]
     assert ran["request_id"] is None
 
 
 def test_a_failed_jobs_traceback_is_a_structured_exception() -> None:
     """Like a Django 500 under LOG_FORMAT=json: one line, the exception as data, not as text."""
-    env = _env()
-    enqueue = (
-        "import django_rq; from tests.jobs import fail; "
-        "print(django_rq.get_queue('default').enqueue(fail, 'deliberate job failure').id)"
-    )
-    created = run_manage("shell", "-c", enqueue, env=env)
-    assert created.returncode == 0, created.stderr
-    job_id = created.stdout.strip().splitlines()[-1]
-    worker = run_manage("rqworker", "default", "--burst", env=env, timeout=120)
-    assert worker.returncode == 0, worker.stderr
-    records = _json_lines(worker.stderr)
+    job_id, records = _enqueue_from_a_shell_and_run(_env(), "fail", "deliberate job failure")
     (failed,) = [r for r in records if r["event"] == "job_failed" and r.get("job_id") == job_id]
     assert failed["level"] == "error"
     assert failed["job_func"] == "tests.jobs.fail"
