@@ -18,7 +18,7 @@ COMPOSE_MIN_VERSION ?= 2.26
 # override requires DJANGO_SECRET_KEY: a placeholder lets them run without the secret.
 COMPOSE_WITHOUT_SECRET = DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-not-needed-by-down-logs-or-ps}" $(COMPOSE)
 
-.PHONY: help install run test test-docker lint fmt migrate worker lock shell check compose-check up down logs ps bench clean
+.PHONY: help install run test test-fast test-docker lint fmt migrate worker lock shell superuser serve failed-jobs check compose-check up down logs ps docs bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -26,7 +26,10 @@ help: ## List the targets
 install: $(INSTALLED) ## Create .venv and install the locked dependencies and dev tools
 
 $(INSTALLED): requirements.txt requirements-dev.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null \
+	  || { echo "make install: needs Python 3.11 (any patch level); '$(PYTHON)' is not. Try: make install PYTHON=/path/to/python3.11" >&2; exit 2; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) \
+	  || { echo "make install: '$(PYTHON) -m venv' failed (on Debian/Ubuntu: apt-get install python3.11-venv)" >&2; exit 2; }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
 	@touch $@
@@ -45,6 +48,9 @@ run: install .env ## Create the database if needed, migrate, run the web server 
 
 test: install ## Run the whole test suite (needs PostgreSQL and Redis on 127.0.0.1)
 	$(BIN)/pytest
+
+test-fast: install ## The in-process tests only (no subprocesses, no servers): the inner loop
+	$(BIN)/pytest -m "not slow"
 
 test-docker: install ## Build, start and probe the compose stack end to end (needs a Docker engine)
 	$(BIN)/pytest -m docker
@@ -67,6 +73,16 @@ worker: install .env ## Run one rq worker on the default queue
 
 shell: install .env ## Django shell
 	$(MANAGE) shell
+
+superuser: install .env ## Create an admin account (asks for a name and a password)
+	$(MANAGE) createsuperuser
+
+serve: install .env ## gunicorn exactly as in production (DEBUG off), after collectstatic
+	DJANGO_DEBUG=false $(MANAGE) collectstatic --noinput -v0
+	DJANGO_DEBUG=false $(BIN)/gunicorn
+
+failed-jobs: install .env ## List the default queue's failed jobs (manage.py failed_jobs --help for more)
+	$(MANAGE) failed_jobs
 
 check: install .env ## Check the services the app depends on
 	$(MANAGE) check_services
@@ -95,6 +111,9 @@ logs: ## Follow the compose services' logs
 
 ps: ## The compose services and their health
 	$(COMPOSE_WITHOUT_SECRET) ps
+
+docs: install ## Regenerate the generated parts of docs/ (variables table, measured figures)
+	$(BIN)/python -m harness.docs
 
 bench: install ## Benchmarks (on demand, never in CI; BENCH_ARGS="--quick --only faults")
 	$(BIN)/python bench/healthz.py $(BENCH_ARGS)

@@ -5,8 +5,9 @@ gunicorn loads this file automatically from the project root; `gunicorn` alone s
 
 import os
 
+from apps.common.masking import service_fields
 from config import env
-from config.logging import build_logging_config, service_fields
+from config.logging import build_logging_config
 from config.startup import exit_on_bad_configuration
 
 try:

@@ -56,21 +56,14 @@ from redis import Redis  # noqa: E402
 from rq import Queue, Worker  # noqa: E402
 from rq.job import JobStatus  # noqa: E402
 
+from apps.common.probe_paths import HEALTHZ, LIVEZ  # noqa: E402
 from bench import loads  # noqa: E402
-from tests.support import (  # noqa: E402
-    BIN,
-    PYTHON,
-    BlackHole,
-    DelayProxy,
-    PostgresCluster,
-    RedisServer,
-    Server,
-    child_pids,
-    free_port,
-    postgres_bin,
-    project_env,
-)
+from bench.paths import LIMIT_PATH  # noqa: E402
+from harness.processes import child_pids, free_port  # noqa: E402
+from harness.project import BIN, PYTHON, Server, project_env  # noqa: E402
+from harness.servers import BlackHole, DelayProxy, PostgresCluster, RedisServer, postgres_bin  # noqa: E402
 
+HEALTHZ_PATH, LIVEZ_PATH = "/" + HEALTHZ, "/" + LIVEZ
 SECTIONS = ("throughput", "churn", "faults", "worker", "soak")
 SHARED_PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 BENCH_DB = "bench"
@@ -243,7 +236,7 @@ def fmt_s(value: float) -> str:
 
 # --- throughput ---------------------------------------------------------------------------------
 
-TARGETS = {"floor": "/livez", "limit": "/bench/limit", "healthz": "/healthz"}
+TARGETS = {"floor": LIVEZ_PATH, "limit": "/" + LIMIT_PATH, "healthz": HEALTHZ_PATH}
 
 
 def section_throughput(profile: Profile, report: Report) -> None:
@@ -251,7 +244,7 @@ def section_throughput(profile: Profile, report: Report) -> None:
         f"\n== throughput: {profile.rounds} rounds x {len(TARGETS)} targets x {profile.seconds:g} s, "
         f"wrk -c{profile.connections} -t{profile.wrk_threads}, gunicorn gthread x{WEB_CONCURRENCY} workers"
     )
-    with gunicorn(app_env(BENCH_DB_URL, SHARED_REDIS_URL, settings="config.settings.bench")) as server:
+    with gunicorn(app_env(BENCH_DB_URL, SHARED_REDIS_URL, settings="bench.settings")) as server:
         for path in TARGETS.values():
             reply = loads.timed_get(server.port, path)
             if reply.status != 200:
@@ -379,12 +372,12 @@ def section_churn(profile: Profile, report: Report, postgres: SharedPostgres) ->
         # persistent connection (one backend per worker).
         deadline = time.monotonic() + 30
         while len(postgres.backends(BENCH_DB)) < workers and time.monotonic() < deadline:
-            loads.concurrent_gets(server.port, "/healthz", 40, 8)
-        loads.concurrent_gets(server.port, "/healthz", 200, 8)
+            loads.concurrent_gets(server.port, HEALTHZ_PATH, 40, 8)
+        loads.concurrent_gets(server.port, HEALTHZ_PATH, 200, 8)
         time.sleep(2.5)  # a backend reports its session to pg_stat_database within ~1 s of going idle
         before_sessions = postgres.sessions(BENCH_DB)
         before_backends = postgres.backends(BENCH_DB)
-        replies = loads.concurrent_gets(server.port, "/healthz", 1000, 4)
+        replies = loads.concurrent_gets(server.port, HEALTHZ_PATH, 1000, 4)
         time.sleep(2.5)
         after_sessions = postgres.sessions(BENCH_DB)
         after_backends = postgres.backends(BENCH_DB)
@@ -493,12 +486,12 @@ def section_faults(profile: Profile, report: Report) -> None:
             with gunicorn(env) as server:
                 if proxy is not None:
                     # Healthy first, so the app holds live connections; then the replies slow down.
-                    warm = [loads.timed_get(server.port, "/healthz") for _ in range(4)]
+                    warm = [loads.timed_get(server.port, HEALTHZ_PATH) for _ in range(4)]
                     if any(reply.status != 200 for reply in warm):
                         raise RuntimeError(f"{label}: not healthy through the proxy before the fault")
                     proxy.delay = SLOW_DELAY
-                samples = [loads.timed_get(server.port, "/healthz") for _ in range(profile.fault_samples)]
-                samples += loads.concurrent_gets(server.port, "/healthz", profile.fault_burst, profile.fault_burst)
+                samples = [loads.timed_get(server.port, HEALTHZ_PATH) for _ in range(profile.fault_samples)]
+                samples += loads.concurrent_gets(server.port, HEALTHZ_PATH, profile.fault_burst, profile.fault_burst)
                 verbose = loads.timed_get(server.port, "/healthz?verbose=1", {"Authorization": f"Bearer {TOKEN}"})
             commands = [run_check_services(env) for _ in range(profile.command_runs)]
 
@@ -725,14 +718,14 @@ def section_soak(profile: Profile, report: Report) -> None:
         env = app_env(cluster.url, redis.url)
         with gunicorn(env) as server:
             for _ in range(20):
-                if loads.timed_get(server.port, "/healthz").status == 200:
+                if loads.timed_get(server.port, HEALTHZ_PATH).status == 200:
                     break
                 time.sleep(0.25)
             else:
                 raise RuntimeError("the soak server never became healthy")
             assert server.process is not None
             pids_before = workers_of(server)
-            load = loads.WrkProcess(server.url + "/healthz", seconds, profile.soak_connections, 2)
+            load = loads.WrkProcess(server.url + HEALTHZ_PATH, seconds, profile.soak_connections, 2)
             started = time.time()
             outages: list[Outage] = []
             try:

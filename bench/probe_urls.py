@@ -2,9 +2,11 @@
 
 from django.urls import include, path, re_path
 
+from apps.common.probe_paths import path_pattern
 from bench import views
+from bench.paths import LIMIT_PATH
 
 urlpatterns = [
-    re_path(r"^bench/limit/?$", views.limit, name="bench-limit"),
+    re_path(path_pattern(LIMIT_PATH), views.limit, name="bench-limit"),
     path("", include("apps.health.urls")),
 ]

@@ -1,10 +1,12 @@
-"""ROOT_URLCONF under ``config.settings.bench``: the production URLs plus the limit probe."""
+"""ROOT_URLCONF under ``bench.settings``: the production URLs plus the limit probe."""
 
 from django.urls import include, path, re_path
 
+from apps.common.probe_paths import path_pattern
 from bench import views
+from bench.paths import LIMIT_PATH
 
 urlpatterns = [
-    re_path(r"^bench/limit/?$", views.limit, name="bench-limit"),
+    re_path(path_pattern(LIMIT_PATH), views.limit, name="bench-limit"),
     path("", include("config.urls")),
 ]

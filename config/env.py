@@ -1,33 +1,40 @@
 """Read and validate the process environment: the only module that looks at it.
 
-Every variable of the contract is parsed here into a typed, immutable ``Config``. Problems are
-collected, not raised one at a time, so a bad deployment learns everything that is wrong in one
-go. Messages name the variable and the rule, never the value (values are often secrets).
+Every variable of the contract is declared once, as an attribute of ``Config``: its name, its
+rule (``config.rules``), its default and one line of documentation. The settings, gunicorn's
+configuration, the reference table in ``docs/configuration.md`` and the tests all derive from
+these declarations. Problems are collected, not raised one at a time, so a bad deployment
+learns everything that is wrong in one go. Messages name the variable and the rule, never the
+value (values are often secrets).
 """
 
 from __future__ import annotations
 
+import io
 import logging
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Generic, TypeVar, overload
 
 import environ
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from config.rules import (
+    Boolean,
+    Choice,
+    CommaList,
+    DatabaseURL,
+    Integer,
+    Invalid,
+    RedisURL,
+    Rule,
+    Seconds,
+    Text,
+    URLPath,
+)
 
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-LOG_FORMATS = ("console", "json")
-DATABASE_SCHEMES = ("postgres", "postgresql", "sqlite")
-REDIS_SCHEMES = ("redis", "rediss", "unix")
-_ADMIN_URL = re.compile(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*/")
+BASE_DIR = Path(__file__).resolve().parent.parent
 
 # A development-only key: accepted only while DEBUG is true, and rejected by the DEBUG=false rules.
 DEVELOPMENT_SECRET_KEY = "django-insecure-development-only-key-never-use-in-production-0000"  # noqa: S105
@@ -43,236 +50,281 @@ class ConfigurationError(Exception):
         super().__init__("\n".join(problems))
 
 
-@dataclass(frozen=True)
-class Config:
-    debug: bool
-    secret_key: str
-    allowed_hosts: list[str]
-    csrf_trusted_origins: list[str]
-    database: dict[str, Any]
-    redis_url: str
-    port: int
-    log_level: str
-    log_format: str
-    healthcheck_timeout: float
-    healthcheck_cache_seconds: float
-    healthcheck_token: str | None
-    web_concurrency: int
-    forwarded_allow_ips: list[str]
-    secure_ssl_redirect: bool
-    secure_hsts_seconds: int
-    secure_hsts_include_subdomains: bool
-    secure_hsts_preload: bool
-    secure_cookies: bool
-    secure_proxy_ssl_header: bool
-    admin_url: str
+class Variable(Generic[T]):
+    """One environment variable of the contract, declared as an attribute of ``Config``.
 
+    ``default`` applies when the variable is unset or empty; ``derive`` computes it from the
+    variables declared before (DEBUG decides several defaults). ``required`` may depend on them
+    too, and ``check`` applies rules that involve them. Reading ``config.<attribute>`` gives the
+    parsed, typed value.
+    """
 
-class _Invalid(ValueError):
-    """A value broke its rule; the message is the rule, safe to show (it never holds the value)."""
+    def __init__(
+        self,
+        name: str,
+        rule: Rule[T],
+        default: T,
+        doc: str,
+        *,
+        derive: Callable[[Config], T] | None = None,
+        default_doc: str | None = None,
+        required: bool | Callable[[Config], bool] = False,
+        check: Callable[[T, Config], None] | None = None,
+    ) -> None:
+        self.name, self.rule, self.default, self.doc = name, rule, default, doc
+        self.derive, self.required, self.check = derive, required, check
+        self._default_doc = default_doc
+        self.attribute = ""
 
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        self.attribute = attribute
 
-@dataclass
-class _Reader:
-    environ: Mapping[str, str]
-    problems: list[str] = field(default_factory=list)
+    @overload
+    def __get__(self, config: None, owner: type) -> Variable[T]: ...
+    @overload
+    def __get__(self, config: Config, owner: type) -> T: ...
+    def __get__(self, config: Config | None, owner: type) -> Variable[T] | T:
+        if config is None:
+            return self
+        value: T = config._values[self.attribute]
+        return value
 
-    def raw(self, name: str) -> str | None:
+    def is_required(self, config: Config) -> bool:
+        return self.required(config) if callable(self.required) else self.required
+
+    @property
+    def default_doc(self) -> str:
+        if self._default_doc is not None:
+            return self._default_doc
+        if self.required is True:
+            return "required"
+        if self.default is None or self.default == []:
+            return "unset"
+        if isinstance(self.default, bool):
+            return f"`{str(self.default).lower()}`"
+        return f"`{self.default}`"
+
+    def read(self, environment: Mapping[str, str], config: Config, problems: list[str]) -> T:
         # An empty value counts as unset, so `FOO=` in a .env file means "use the default".
-        value = self.environ.get(name, "").strip()
-        return value or None
-
-    def read(self, name: str, parse: Callable[[str], T], default: T, *, required: bool = False) -> T:
-        value = self.raw(name)
-        if value is None:
-            if required:
-                self.problems.append(f"{name}: missing")
-            return default
+        raw = environment.get(self.name, "").strip()
+        fallback = self.derive(config) if self.derive is not None else self.default
+        if not raw:
+            if self.is_required(config):
+                problems.append(f"{self.name}: missing")
+            return fallback
         try:
-            return parse(value)
-        except _Invalid as rule:
-            self.problems.append(f"{name}: {rule}")
+            value = self.rule(raw)
+            if self.check is not None:
+                self.check(value, config)
+        except Invalid as rule:
+            problems.append(f"{self.name}: {rule}")
         except Exception:  # noqa: BLE001 - a parser's own message may echo the value
-            self.problems.append(f"{name}: invalid value")
-        return default
+            problems.append(f"{self.name}: invalid value")
+        else:
+            return value
+        return fallback
 
 
-def _boolean(value: str) -> bool:
-    lowered = value.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise _Invalid("must be one of true/false/1/0/yes/no/on/off")
+def _production(config: Config) -> bool:
+    return not config.debug
 
 
-def _integer(low: int, high: int | None, rule: str) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            number = environ.Env.parse_value(value, int)
-        except ValueError:
-            raise _Invalid(rule) from None
-        if number < low or (high is not None and number > high):
-            raise _Invalid(rule)
-        return int(number)
-
-    return parse
-
-
-def _seconds(low: float, high: float | None, low_inclusive: bool, rule: str) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            number = float(environ.Env.parse_value(value, float))
-        except ValueError:
-            raise _Invalid(rule) from None
-        too_low = number < low if low_inclusive else number <= low
-        if not math.isfinite(number) or too_low or (high is not None and number > high):
-            raise _Invalid(rule)
-        return number
-
-    return parse
-
-
-def _choice(options: tuple[str, ...], *, upper: bool) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        normalised = value.upper() if upper else value.lower()
-        if normalised not in options:
-            raise _Invalid("must be one of " + "/".join(options))
-        return normalised
-
-    return parse
-
-
-def _comma_list(value: str) -> list[str]:
-    items = [item.strip() for item in value.split(",") if item.strip()]
-    if not items:
-        raise _Invalid("must be a comma-separated list with at least one entry")
-    return items
-
-
-def _scheme(value: str) -> str:
-    try:
-        return urlsplit(value).scheme.lower()
-    except ValueError:
-        raise _Invalid("not a valid URL") from None
-
-
-def _database(value: str) -> dict[str, Any]:
-    scheme = _scheme(value)
-    if scheme not in DATABASE_SCHEMES:
-        raise _Invalid("must be a postgres://, postgresql:// or sqlite:/// URL")
-    try:
-        config: dict[str, Any] = environ.Env.db_url_config(value)
-    except Exception:  # noqa: BLE001 - never let the parser's message (with the URL) through
-        raise _Invalid("not a valid database URL") from None
-    if scheme != "sqlite" and not config.get("NAME"):
-        raise _Invalid("must name a database (postgres://user@host:5432/NAME)")
-    if scheme == "sqlite" and config.get("NAME") in (None, "", ":memory:"):
-        # An in-memory database is private to each thread's connection: the app would run on
-        # an empty database the probes cannot see. Only files make sense here.
-        raise _Invalid("must name a database file (sqlite:////absolute/path.sqlite3)")
-    return config
-
-
-def _redis_url(value: str) -> str:
-    if _scheme(value) not in REDIS_SCHEMES:
-        raise _Invalid("must be a redis://, rediss:// or unix:// URL")
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a non-numeric or out-of-range port
-    except ValueError:
-        raise _Invalid("not a valid URL") from None
-    database = parts.path.strip("/") if parts.scheme != "unix" else ""
-    if database and not database.isdigit():
-        raise _Invalid("the database after the host must be a number (redis://host:6379/0)")
-    return value
-
-
-def _admin_url(value: str) -> str:
-    path = value.strip("/") + "/"
-    if not _ADMIN_URL.fullmatch(path):
-        raise _Invalid("must be a URL path such as admin/ (letters, digits, . _ ~ - and /)")
-    return path
-
-
-def _secret_key(value: str) -> str:
+def _production_secret_key(value: str, config: Config) -> None:
+    if config.debug:
+        return
     if len(value) < 50:
-        raise _Invalid("must be at least 50 characters when DJANGO_DEBUG is false")
+        raise Invalid("must be at least 50 characters when DJANGO_DEBUG is false")
     if value.startswith("django-insecure"):
-        raise _Invalid("must not start with django-insecure when DJANGO_DEBUG is false")
-    return value
+        raise Invalid("must not start with django-insecure when DJANGO_DEBUG is false")
+
+
+class Config:
+    """The validated environment: one attribute per variable, each declared once, here.
+
+    Order matters: a variable's default, requirement or check may use those declared above it.
+    """
+
+    # DEBUG decides other defaults; if it is malformed, production (the safe side) is assumed.
+    debug = Variable("DJANGO_DEBUG", Boolean(), False, "Development mode; production is the default.")
+    secret_key = Variable(
+        "DJANGO_SECRET_KEY",
+        Text(),
+        "",
+        "At least 50 characters, not starting with `django-insecure`, when DEBUG is false.",
+        derive=lambda config: DEVELOPMENT_SECRET_KEY if config.debug else "",
+        default_doc="required when DEBUG is false",
+        required=_production,
+        check=_production_secret_key,
+    )
+    allowed_hosts = Variable(
+        "DJANGO_ALLOWED_HOSTS",
+        CommaList(),
+        list[str](),
+        "Host names this site answers to (the probes answer any).",
+        derive=lambda config: ["localhost", "127.0.0.1", "[::1]"] if config.debug else [],
+        default_doc="required when DEBUG is false; `localhost,127.0.0.1,[::1]` when true",
+        required=_production,
+    )
+    csrf_trusted_origins = Variable(
+        "DJANGO_CSRF_TRUSTED_ORIGINS", CommaList(), list[str](), "`https://` origins allowed to POST (behind a proxy)."
+    )
+    database = Variable(
+        "DATABASE_URL",
+        DatabaseURL(base=BASE_DIR),
+        dict[str, Any](),
+        "The database. SQLite: a file; a relative path is under the project root.",
+        required=True,
+    )
+    redis_url = Variable(
+        "REDIS_URL", RedisURL(), "", "The cache and the queues; a database number after the host.", required=True
+    )
+    port = Variable("PORT", Integer(1, 65535), 8000, "Where `make run`, gunicorn and compose listen.")
+    log_level = Variable(
+        "LOG_LEVEL", Choice(("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), upper=True), "INFO", "For every process."
+    )
+    log_format = Variable(
+        "LOG_FORMAT",
+        Choice(("console", "json")),
+        "json",
+        "Readable lines for people, or one JSON object per line.",
+        derive=lambda config: "console" if config.debug else "json",
+        default_doc="`console` if DEBUG else `json`",
+    )
+    healthcheck_timeout = Variable(
+        "HEALTHCHECK_TIMEOUT", Seconds(high=30), 1.0, "The deadline of one probe run.", default_doc="`1.0`"
+    )
+    healthcheck_cache_seconds = Variable(
+        "HEALTHCHECK_CACHE_SECONDS",
+        Seconds(zero_allowed=True),
+        0.0,
+        "Reuse a probe result this long (0: never).",
+        default_doc="`0`",
+    )
+    healthcheck_token: Variable[str | None] = Variable(
+        "HEALTHCHECK_TOKEN", Text(), None, "Bearer token that unlocks health details."
+    )
+    web_concurrency = Variable("WEB_CONCURRENCY", Integer(1), 2, "gunicorn worker processes (never the host's cores).")
+    forwarded_allow_ips = Variable(
+        "FORWARDED_ALLOW_IPS",
+        CommaList(),
+        ["127.0.0.1", "::1"],
+        "Proxies whose `X-Forwarded-*` headers gunicorn trusts.",
+        default_doc="`127.0.0.1,::1`",
+    )
+    secure_ssl_redirect = Variable(
+        "DJANGO_SECURE_SSL_REDIRECT",
+        Boolean(),
+        True,
+        "Redirect HTTP to HTTPS; the probes are exempt.",
+        derive=_production,
+        default_doc="`true` when DEBUG is false",
+    )
+    secure_hsts_seconds = Variable(
+        "DJANGO_SECURE_HSTS_SECONDS",
+        Integer(0),
+        60,
+        "HSTS max-age; raise it once HTTPS is known to work.",
+        derive=lambda config: 0 if config.debug else 60,
+        default_doc="`60` when DEBUG is false",
+    )
+    secure_hsts_include_subdomains = Variable(
+        "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS",
+        Boolean(),
+        True,
+        "HSTS `includeSubDomains`.",
+        derive=_production,
+        default_doc="`true` when DEBUG is false",
+    )
+    secure_hsts_preload = Variable(
+        "DJANGO_SECURE_HSTS_PRELOAD",
+        Boolean(),
+        True,
+        "HSTS `preload`.",
+        derive=_production,
+        default_doc="`true` when DEBUG is false",
+    )
+    secure_cookies = Variable(
+        "DJANGO_SECURE_COOKIES",
+        Boolean(),
+        True,
+        "Secure (HTTPS-only) session and CSRF cookies.",
+        derive=_production,
+        default_doc="`true` when DEBUG is false",
+    )
+    secure_proxy_ssl_header = Variable(
+        "DJANGO_SECURE_PROXY_SSL_HEADER",
+        Boolean(),
+        False,
+        "Trust `X-Forwarded-Proto: https` (only behind a proxy that sets it).",
+    )
+    admin_url = Variable("DJANGO_ADMIN_URL", URLPath(), "admin/", "Where the admin and the queue dashboard live.")
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+
+    @classmethod
+    def variables(cls) -> tuple[Variable[Any], ...]:
+        """Every declared variable, in declaration order."""
+        return tuple(value for value in vars(cls).values() if isinstance(value, Variable))
+
+
+VARIABLES = Config.variables()
 
 
 def load(environment: Mapping[str, str] | None = None) -> Config:
     """Parse ``environment`` (default: the process's) into a ``Config`` or raise every problem."""
-    reader = _Reader(os.environ if environment is None else environment)
-    read = reader.read
-
-    # DEBUG decides other defaults; if it is malformed we assume production (the safe side).
-    debug = read("DJANGO_DEBUG", _boolean, False)
-    production = not debug
-
-    if production:
-        secret_key = read("DJANGO_SECRET_KEY", _secret_key, "", required=True)
-        allowed_hosts = read("DJANGO_ALLOWED_HOSTS", _comma_list, list[str](), required=True)
-    else:
-        secret_key = read("DJANGO_SECRET_KEY", str, DEVELOPMENT_SECRET_KEY)
-        allowed_hosts = read("DJANGO_ALLOWED_HOSTS", _comma_list, ["localhost", "127.0.0.1", "[::1]"])
-
-    config = Config(
-        debug=debug,
-        secret_key=secret_key,
-        allowed_hosts=allowed_hosts,
-        csrf_trusted_origins=read("DJANGO_CSRF_TRUSTED_ORIGINS", _comma_list, []),
-        database=read("DATABASE_URL", _database, {}, required=True),
-        redis_url=read("REDIS_URL", _redis_url, "", required=True),
-        port=read("PORT", _integer(1, 65535, "must be an integer 1-65535"), 8000),
-        log_level=read("LOG_LEVEL", _choice(LOG_LEVELS, upper=True), "INFO"),
-        log_format=read("LOG_FORMAT", _choice(LOG_FORMATS, upper=False), "console" if debug else "json"),
-        healthcheck_timeout=read(
-            "HEALTHCHECK_TIMEOUT", _seconds(0, 30, False, "must be a number of seconds > 0 and <= 30"), 1.0
-        ),
-        healthcheck_cache_seconds=read(
-            "HEALTHCHECK_CACHE_SECONDS", _seconds(0, None, True, "must be a number of seconds >= 0"), 0.0
-        ),
-        healthcheck_token=read("HEALTHCHECK_TOKEN", str, None),
-        web_concurrency=read("WEB_CONCURRENCY", _integer(1, None, "must be an integer >= 1"), 2),
-        forwarded_allow_ips=read("FORWARDED_ALLOW_IPS", _comma_list, ["127.0.0.1", "::1"]),
-        secure_ssl_redirect=read("DJANGO_SECURE_SSL_REDIRECT", _boolean, production),
-        secure_hsts_seconds=read(
-            "DJANGO_SECURE_HSTS_SECONDS", _integer(0, None, "must be an integer >= 0"), 60 if production else 0
-        ),
-        secure_hsts_include_subdomains=read("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", _boolean, production),
-        secure_hsts_preload=read("DJANGO_SECURE_HSTS_PRELOAD", _boolean, production),
-        secure_cookies=read("DJANGO_SECURE_COOKIES", _boolean, production),
-        secure_proxy_ssl_header=read("DJANGO_SECURE_PROXY_SSL_HEADER", _boolean, False),
-        admin_url=read("DJANGO_ADMIN_URL", _admin_url, "admin/"),
-    )
-    if reader.problems:
-        raise ConfigurationError(reader.problems)
+    source = os.environ if environment is None else environment
+    config, problems = Config(), list[str]()
+    for variable in VARIABLES:
+        config._values[variable.attribute] = variable.read(source, config, problems)
+    if problems:
+        raise ConfigurationError(problems)
     return config
 
 
+def reference_table() -> str:
+    """The Markdown table of every variable, for ``docs/configuration.md`` (``make docs``)."""
+    rows = ["| variable | type | default | notes |", "|---|---|---|---|"]
+    rows += [f"| `{v.name}` | {v.rule.kind} | {v.default_doc} | {v.doc} |" for v in VARIABLES]
+    return "\n".join(rows) + "\n"
+
+
+# django-environ's own pattern for an assignment; it skips (and logs whole) anything else.
 _DOTENV_LINE = re.compile(r"\A(?:export )?[A-Za-z_0-9]+=.*\Z")
 
 
 def read_dotenv(path: Path = BASE_DIR / ".env") -> list[str]:
-    """Load ``.env`` into the process environment; real variables win, a missing file is fine.
+    """Load ``.env`` into the process environment; real variables that are set win, a missing file is fine.
 
     Returns a problem per malformed line. django-environ skips such lines and logs them whole
-    (``Invalid line: DJANGO_SECRET_KEY s3cret``), so they are found here and never shown.
+    (``Invalid line: DJANGO_SECRET_KEY s3cret``), so they are found here and never shown. The
+    file is read once, here (a UTF-8 byte-order mark is dropped), and django-environ parses that
+    same text: the check and the loader can never see different lines.
     """
     if not path.is_file():
         return []
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        return [f"{path.name}: must be UTF-8 text"]
+    except OSError as error:
+        return [f"{path.name}: cannot be read ({error.strerror or type(error).__name__})"]
     problems = [
         f"{path.name} line {number}: expected NAME=value"
-        for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1)
+        for number, line in enumerate(text.splitlines(), 1)
         if line.strip() and not line.lstrip().startswith("#") and not _DOTENV_LINE.match(line)
     ]
+    # An empty value counts as unset, so an empty real variable must not hide the file's value
+    # (django-environ keeps any variable that exists, empty or not).
+    for line in text.splitlines():
+        if _DOTENV_LINE.match(line):
+            name = line.removeprefix("export ").split("=", 1)[0]
+            if name in os.environ and not os.environ[name].strip():
+                del os.environ[name]
     environ_logger = logging.getLogger("environ.environ")
     environ_logger.disabled = True
     try:
-        environ.Env.read_env(str(path), overwrite=False)
+        environ.Env.read_env(io.StringIO(text), overwrite=False)
     finally:
         environ_logger.disabled = False
     return problems
@@ -288,3 +340,7 @@ def load_project_config(dotenv: Path = BASE_DIR / ".env") -> Config:
     if problems:
         raise ConfigurationError(problems)
     return config
+
+
+if __name__ == "__main__":
+    print(reference_table(), end="")

@@ -12,9 +12,10 @@ import sys
 import urllib.error
 import urllib.request
 
+from apps.common.probe_paths import LIVEZ
 from config import env
 
-DEFAULT_PATH = "/livez"
+DEFAULT_PATH = "/" + LIVEZ
 # Room for the server's own deadline (HEALTHCHECK_TIMEOUT) plus the request itself.
 _MARGIN_SECONDS = 2.0
 

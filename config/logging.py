@@ -10,47 +10,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
-HEALTH_PROBE_PATH = re.compile(r"^/(livez|readyz|healthz)/?(\?.*)?$")
-
-
-_SECRET_QUERY_VALUE = re.compile(r"((?:^|&)[^=&]*(?:password|secret|token)[^=&]*=)[^&]*", re.IGNORECASE)
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its passwords (in the user info or a ``password=`` query) as ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is not None:
-        host = parts.netloc.rsplit("@", 1)[1]
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
-    if parts.query:
-        # ssl_password (redis-py), sslpassword (libpq), token=...: any such key, value replaced in place.
-        parts = parts._replace(query=_SECRET_QUERY_VALUE.sub(r"\1***", parts.query))
-    masked = urlunsplit(parts)
-    if not parts.netloc and url.startswith(f"{parts.scheme}://"):
-        masked = masked.replace(":", "://", 1)  # urlunsplit drops the empty authority of unix:///
-    return masked
-
-
-def service_fields(database: Mapping[str, Any], redis_url: str) -> dict[str, str]:
-    """Where the service's dependencies are, without their passwords: for start-up log lines."""
-    if database.get("ENGINE", "").endswith("sqlite3"):
-        database_description = f"sqlite:///{database.get('NAME')}"
-    else:
-        user = database.get("USER") or ""
-        secret = ":***" if database.get("PASSWORD") else ""
-        at = f"{user}{secret}@" if user or secret else ""
-        database_description = f"postgres://{at}{database.get('HOST')}:{database.get('PORT')}/{database.get('NAME')}"
-    return {"database": database_description, "redis": mask_url(redis_url)}
+from apps.common import request_context
+from apps.common.probe_paths import PROBE_PATHS
 
 
 def _gunicorn_access_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -76,10 +43,14 @@ def _gunicorn_access_fields(_: WrappedLogger, __: str, event_dict: EventDict) ->
 
 
 def _request_id_from_record(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """django.request logs 4xx/5xx responses after the middleware chain has returned and the
-    log context is cleared; the record still carries the request, which knows its id."""
+    """Lines written after the middleware chain returned (and cleared the log context) still get
+    their request's id: django.request's record carries the request, which knows it; runserver's
+    request line (django.server) is written on the thread that just handled that request."""
     if event_dict.get("request_id") is None:
-        request_id = getattr(getattr(event_dict.get("_record"), "request", None), "request_id", None)
+        record = event_dict.get("_record")
+        request_id = getattr(getattr(record, "request", None), "request_id", None)
+        if request_id is None and getattr(record, "name", None) == "django.server":
+            request_id = request_context.last_request_id()
         if request_id is not None:
             event_dict["request_id"] = request_id
     return event_dict
@@ -88,9 +59,14 @@ def _request_id_from_record(_: WrappedLogger, __: str, event_dict: EventDict) ->
 class HealthProbeAccessFilter(logging.Filter):
     """Access lines for health probes are DEBUG: probes every few seconds must not flood logs."""
 
+    def __init__(self, paths: Iterable[str] = PROBE_PATHS) -> None:
+        super().__init__()
+        # An access line's path (gunicorn's has no query string; runserver's request line may).
+        self.pattern = re.compile(r"^/(" + "|".join(map(re.escape, paths)) + r")/?(\?.*)?$")
+
     def filter(self, record: logging.LogRecord) -> bool:
         path = _access_path(record)
-        if path is None or not HEALTH_PROBE_PATH.match(path):
+        if path is None or not self.pattern.match(path):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return logging.getLogger().isEnabledFor(logging.DEBUG)
@@ -146,8 +122,11 @@ def build_formatter(fmt: str) -> structlog.stdlib.ProcessorFormatter:
     )
 
 
-def build_logging_config(level: str, fmt: str) -> dict[str, Any]:
-    """A ``LOGGING`` dict for Django and gunicorn; also configures structlog itself."""
+def build_logging_config(level: str, fmt: str, quiet_paths: Iterable[str] = PROBE_PATHS) -> dict[str, Any]:
+    """A ``LOGGING`` dict for Django and gunicorn; also configures structlog itself.
+
+    ``quiet_paths``: paths whose access lines are demoted to DEBUG (the probes).
+    """
     configure_structlog()
     handler = {
         "class": "logging.StreamHandler",
@@ -159,7 +138,9 @@ def build_logging_config(level: str, fmt: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"structured": {"()": "config.logging.build_formatter", "fmt": fmt}},
-        "filters": {"health_probe_access": {"()": "config.logging.HealthProbeAccessFilter"}},
+        "filters": {
+            "health_probe_access": {"()": "config.logging.HealthProbeAccessFilter", "paths": list(quiet_paths)}
+        },
         "handlers": {"stderr": handler},
         "root": {"handlers": ["stderr"], "level": level},
         "loggers": {

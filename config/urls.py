@@ -1,4 +1,8 @@
-"""URL configuration. The probe paths are also answered early by HealthProbeMiddleware."""
+"""URL configuration. The probe paths are also answered early by HealthProbeMiddleware.
+
+``/`` is left for the service's own views: only while DEBUG is true does it show a start page
+with links to the admin, the queue dashboard and the probes.
+"""
 
 from django.conf import settings
 from django.contrib import admin
@@ -8,4 +12,5 @@ urlpatterns = [
     path("", include("apps.health.urls")),
     path(settings.ADMIN_URL + "django_rq/", include("django_rq.urls")),
     path(settings.ADMIN_URL, admin.site.urls),
+    path("", include("apps.core.urls")),
 ]

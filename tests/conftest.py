@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from tests.support import BlackHole, PostgresCluster, RedisServer, postgres_bin
+from harness.sandbox import Sandbox, sandbox_available
+from harness.servers import BlackHole, PostgresCluster, RedisServer, postgres_bin
 
 
 @pytest.hookimpl(trylast=True)
@@ -28,6 +31,18 @@ def _close_probe_connections(django_db_setup: None, django_db_blocker) -> Iterat
 
     checks.shutdown()
     access.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _in_process_tests_start_no_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep ``make test-fast`` honest: a test that starts a process must be marked ``slow``."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        pytest.fail(f"{request.node.nodeid} starts a process: mark it @pytest.mark.slow", pytrace=False)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture
@@ -55,9 +70,19 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    """A newcomer's machine with `make run` serving (harness.sandbox); shared by the docs tests."""
+    reason = sandbox_available()
+    if reason is not None:
+        pytest.skip(f"no sandbox on this machine: {reason}")
+    with Sandbox() as box:
+        yield box
+
+
+@pytest.fixture(scope="session")
 def collected_static() -> None:
     """Production settings serve the admin's CSS from the collectstatic manifest."""
-    from tests.support import project_env, run_manage
+    from harness.project import project_env, run_manage
 
     result = run_manage("collectstatic", "--noinput", "-v0", env=project_env(), timeout=120)
     assert result.returncode == 0, result.stderr

@@ -1,12 +1,10 @@
 """A Docker engine, Compose and the project's compose stack, for the end-to-end tests.
 
 - ``engine_problem``: why no Docker engine can be used here, or None.
-- ``project_copy``: the project's files as a fresh clone has them, in a directory of its own, so
-  every stack gets its own ``./data``, no developer ``.env`` and its own source mount.
-- ``Stack``: one compose project (own name, port and data) driven by ``make`` and ``docker compose``.
+- ``Stack``: one compose project (own name, port and data) driven by ``make`` and ``docker compose``,
+  from a ``project_copy`` of its own: its own ``./data``, no developer ``.env``, its own source mount.
 - ``debian_compose``: a Compose release from Debian's archive, unpacked, never installed: the
   oldest one the compose files support.
-- ``wait_for``: poll a condition with a cap; never a fixed sleep.
 """
 
 from __future__ import annotations
@@ -20,16 +18,15 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from tests.support import CONTRACT_VARIABLES, ROOT, Response, free_port, http_get
-
-T = TypeVar("T")
+from harness.processes import free_port
+from harness.project import CONTRACT_VARIABLES, Response, http_get, project_copy
 
 BASE_FILE = "docker-compose.yml"
 PRODUCTION_FILES = (BASE_FILE, "docker-compose.prod.yml")
@@ -121,35 +118,6 @@ def versions() -> dict[str, str]:
     server = run(["docker", "version", "--format", "{{.Server.Version}}"], check=True).stdout.strip()
     compose = run(["docker", "compose", "version", "--short"], check=True).stdout.strip()
     return {"engine": server, "compose": compose}
-
-
-def wait_for(condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll ``condition`` until it returns something other than None (or False), at most ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value is not None and value is not False:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(interval)
-
-
-def project_copy(target: Path) -> Path:
-    """The project's tracked and untracked-but-not-ignored files, copied to ``target``.
-
-    What a fresh clone has (plus work in progress): no ``.env``, ``.venv``, ``data`` or caches.
-    """
-    listing = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, check=True)
-    target.mkdir(parents=True)
-    for name in sorted(set(filter(None, listing.stdout.split("\0")))):
-        source = ROOT / name
-        if not source.exists():
-            continue  # deleted in the work tree, not yet committed
-        destination = target / name
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, destination, follow_symlinks=False)
-    return target
 
 
 def remove_tree(directory: Path, image: str) -> None:

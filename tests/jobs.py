@@ -1,10 +1,14 @@
-"""Jobs for the worker tests, importable by a worker subprocess (its cwd is the project root)."""
+"""Jobs for the tests, importable by a worker subprocess (its cwd is the project root)."""
 
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
+
+import structlog
+
+logger = structlog.get_logger("tests.jobs")
 
 
 def _announce(marker: str) -> None:
@@ -28,3 +32,14 @@ def block_first_attempt(marker: str, seconds: float) -> str:
     _announce(marker)
     time.sleep(seconds)
     return "finished"
+
+
+def fail(message: str) -> None:
+    """Raise: a job that fails, for the logging tests."""
+    raise RuntimeError(message)
+
+
+def log_and_return(value: str) -> str:
+    """Log one line (to check the job's log context) and return ``value`` upper-cased."""
+    logger.info("sample_job_ran", value=value)
+    return value.upper()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from tests.support import Server, project_env
+from harness.project import Server, project_env
 
 pytestmark = pytest.mark.django_db
 
@@ -33,6 +34,33 @@ def test_superuser_gets_the_admin_index(client: Client) -> None:
     assert b"Site administration" in response.content
 
 
+def test_the_root_is_a_start_page_in_development_only() -> None:
+    """With DEBUG on, `/` says where things are; with DEBUG off it stays a plain 404 on purpose."""
+    from django.test import override_settings
+    from django.urls import clear_url_caches
+
+    import apps.core.urls
+    import config.urls
+
+    def reload_urls() -> None:  # the URL conf reads DEBUG when it is imported, as at start-up
+        importlib.reload(apps.core.urls)
+        importlib.reload(config.urls)
+        clear_url_caches()
+
+    try:
+        with override_settings(DEBUG=True, ROOT_URLCONF="config.urls"):
+            reload_urls()
+            page = Client().get("/")
+            assert page.status_code == 200
+            for link in (b'href="/admin/"', b'href="/admin/django_rq/"', b'href="/livez"', b'href="/healthz"'):
+                assert link in page.content
+        with override_settings(ROOT_URLCONF="config.urls"):
+            reload_urls()
+            assert Client().get("/").status_code == 404
+    finally:
+        reload_urls()
+
+
 def test_queue_dashboard_is_staff_only(client: Client) -> None:
     assert client.get("/admin/django_rq/").status_code == 302
     client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "pw"))
@@ -47,8 +75,9 @@ def test_login_page_renders_with_its_css(client: Client) -> None:
     assert b"body" in b"".join(css.streaming_content)  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_admin_url_can_move(settings) -> None:
-    from tests.support import run_manage
+    from harness.project import run_manage
 
     result = run_manage(
         "shell",
@@ -60,6 +89,7 @@ def test_admin_url_can_move(settings) -> None:
     assert result.stdout.strip().splitlines()[-1] == "/ops/console/"
 
 
+@pytest.mark.slow
 def test_runserver_serves_the_admin_with_css() -> None:
     """Development: `make run` uses runserver with DEBUG on; the admin must look right."""
     env = project_env(DJANGO_DEBUG="true", DJANGO_SECRET_KEY=None, LOG_FORMAT="console")

@@ -24,19 +24,20 @@ from typing import Any
 import pytest
 
 from config import env
-from tests.docker_support import APP_SERVICES, BASE_FILE, PRODUCTION_FILES, compose_config, compose_config_run
-from tests.support import (
+from harness.processes import free_port
+from harness.project import (
     BIN,
-    CONTRACT_VARIABLES,
     DATABASE_URL,
     PYTHON,
     REDIS_URL,
     ROOT,
     Server,
-    free_port,
     project_env,
     run_manage,
 )
+from tests.docker_support import APP_SERVICES, BASE_FILE, PRODUCTION_FILES, compose_config, compose_config_run
+
+pytestmark = pytest.mark.slow  # gunicorn, manage.py and the container tools run as real processes
 
 DOCKERFILE = ROOT / "Dockerfile"
 ENTRYPOINT = ROOT / "docker" / "entrypoint.sh"
@@ -364,12 +365,6 @@ def test_documentation_lists_the_required_production_variables() -> None:
     assert documented_production_variables()["DJANGO_DEBUG"] == "false"
 
 
-def test_env_example_documents_every_contract_variable() -> None:
-    text = ENV_EXAMPLE.read_text()
-    undocumented = [name for name in CONTRACT_VARIABLES if not re.search(rf"^{name}=", text, flags=re.MULTILINE)]
-    assert undocumented == []
-
-
 @pytest.mark.parametrize(
     "extra",
     [
@@ -505,7 +500,6 @@ def _depends(service: dict[str, Any]) -> dict[str, str]:
     return {name: spec["condition"] for name, spec in service["depends_on"].items()}
 
 
-@pytest.mark.slow
 class TestCompose:
     def test_services_and_images(self, development: dict[str, Any]) -> None:
         services = development["services"]

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from harness.processes import wait_until
+from harness.project import BIN, ROOT, project_copy
 from tests.docker_support import (
     APP_SERVICES,
     BASE_FILE,
@@ -35,15 +37,12 @@ from tests.docker_support import (
     engine_problem,
     health_status,
     inspect,
-    project_copy,
     remove_tree,
     run,
     uids_of_processes,
     version_tuple,
     versions,
-    wait_for,
 )
-from tests.support import BIN, ROOT
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -160,7 +159,7 @@ def fault_then_recovery(stack: Stack, service: str, fault: str, undo: str, faili
             assert seconds <= DEADLINE
     finally:
         stack.compose(undo, service)
-    wait_for(lambda: stack.get("/healthz").status == 200, SETTLE, f"/healthz 200 after compose {undo} {service}")
+    wait_until(lambda: stack.get("/healthz").status == 200, SETTLE, f"/healthz 200 after compose {undo} {service}")
     assert unchanged(web, stack.container("web"))
 
 
@@ -319,7 +318,7 @@ class TestImage:
         )
         container = started.stdout.strip()
         try:
-            wait_for(lambda: health_status(container) == "healthy", SETTLE, "the image's HEALTHCHECK turns healthy")
+            wait_until(lambda: health_status(container) == "healthy", SETTLE, "the image's HEALTHCHECK turns healthy")
             logs = run(["docker", "logs", container]).stderr
             assert "Traceback" not in logs
             assert inspect(container)[0]["HostConfig"]["ReadonlyRootfs"] is True
@@ -401,7 +400,7 @@ class TestDevelopmentStack:
     def test_two_workers_then_one(self, dev_stack: Stack) -> None:
         dev_stack.compose("up", "--detach", "--no-deps", "--no-recreate", "--scale", "worker=2", "worker")
         try:
-            wait_for(lambda: worker_count(dev_stack) == 2, SETTLE, "check_services --worker reports 2 live workers")
+            wait_until(lambda: worker_count(dev_stack) == 2, SETTLE, "check_services --worker reports 2 live workers")
             first, second = dev_stack.containers("worker")
             run(["docker", "stop", second], check=True)
             # The stopped worker deregistered; the other still answers the canary.
@@ -428,7 +427,7 @@ class TestDevelopmentStack:
             f"from django.contrib.auth.models import User; print(User.objects.filter(username={username!r}).exists())"
         )
         assert dev_stack.shell(exists) == "True"
-        wait_for(lambda: dev_stack.shell(status) == "finished", SETTLE, "the queued job ran after the restart")
+        wait_until(lambda: dev_stack.shell(status) == "finished", SETTLE, "the queued job ran after the restart")
 
 
 # --- Production override --------------------------------------------------------------------
@@ -485,7 +484,7 @@ class TestProductionStack:
             lines = [json.loads(line) for line in prod_stack.logs("web").splitlines() if line.strip()]
             return [line for line in lines if line.get("request_id") == request_id] or None
 
-        assert wait_for(logged, SETTLE, f"a JSON log line with request_id={request_id}")
+        assert wait_until(logged, SETTLE, f"a JSON log line with request_id={request_id}")
 
     def test_check_deploy_is_clean_inside_the_container(self, prod_stack: Stack) -> None:
         """With the override's two plain-HTTP concessions unset, the production defaults pass."""

@@ -6,11 +6,13 @@ import json
 import re
 import subprocess
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import PYTHON, ROOT, Server, project_env, run_manage
+from harness.processes import parse_json_lines, wait_until
+from harness.project import PYTHON, ROOT, Server, project_env, run_manage
 
 SECRET_KEY = "logging-test-secret-key-Zq8wX3vB7nM2kL5pR9tY4uI6oA1sD0fG-very-long"
 TOKEN = "logging-test-token-Hj7Kd93Lm"
@@ -18,8 +20,7 @@ DB_PASSWORD = "db-password-Xy7Qw2"
 REDIS_PASSWORD_FREE_URL = project_env()["REDIS_URL"]
 SECRETS = (SECRET_KEY, TOKEN, DB_PASSWORD)
 
-# Every output this module captured: the last test greps all of it for secrets.
-CAPTURED: list[str] = []
+pytestmark = pytest.mark.slow  # every test here starts real processes
 
 
 def _env(**overrides: str) -> dict[str, str]:
@@ -37,9 +38,15 @@ def _env(**overrides: str) -> dict[str, str]:
     return {**project_env(), **values}
 
 
+def _assert_no_secrets(output: str) -> None:
+    """Every output a test captures is checked where it is captured (no test relies on another)."""
+    for secret in SECRETS:
+        assert secret not in output
+
+
 def _json_lines(output: str) -> list[dict[str, Any]]:
     """Every line must be one JSON object: anything else is a formatting leak."""
-    CAPTURED.append(output)
+    _assert_no_secrets(output)
     records = []
     for number, line in enumerate(output.splitlines(), 1):
         if not line.strip():
@@ -156,13 +163,29 @@ class TestGunicornJson:
         assert DB_PASSWORD not in json.dumps(ready)
 
 
+def test_runserver_request_lines_carry_the_request_id() -> None:
+    """`make run` serves with runserver: its own request lines must match gunicorn's access lines."""
+    with Server(_env(), kind="runserver") as server:
+        assert server.get("/no-such-page", {"X-Request-ID": "runserver-line-1"}).status == 404
+        assert server.get("/no-such-page", {"X-Request-ID": "runserver-line-2"}).status == 404
+
+        def request_lines() -> list[dict[str, Any]]:
+            # runserver also prints its banner as plain text on stdout: only the log lines are JSON.
+            return [r for r in parse_json_lines(server.output()) if r.get("logger") == "django.server"]
+
+        lines = wait_until(lambda: len(request_lines()) >= 2 and request_lines(), 10, "runserver's request lines")
+    _assert_no_secrets(server.output())
+    assert [line["request_id"] for line in lines] == ["runserver-line-1", "runserver-line-2"]
+    assert all(line["status_code"] == 404 for line in lines)
+
+
 def test_job_lines_carry_the_request_id_and_job_id() -> None:
     env = _env()
     with Server(env) as server:
         response = server.get("/__test__/enqueue?value=ping", {"X-Request-ID": "job-origin-77"})
         assert response.status == 200
         job_id = json.loads(response.body)["job_id"]
-        CAPTURED.append(server.output())
+    _json_lines(server.output())
     worker = run_manage("rqworker", "default", "--burst", env=env, timeout=120)
     assert worker.returncode == 0, worker.stderr
     assert worker.stdout.strip() == ""  # everything goes to the log stream
@@ -172,7 +195,7 @@ def test_job_lines_carry_the_request_id_and_job_id() -> None:
     (ran,) = [r for r in records if r["event"] == "sample_job_ran" and r.get("job_id") == job_id]
     assert ran["request_id"] == "job-origin-77"
     assert ran["queue"] == "default"
-    assert ran["job_func"] == "tests.sample_jobs.log_and_return"
+    assert ran["job_func"] == "tests.jobs.log_and_return"
     assert ran["worker_id"]
     # rq's own lines about this job carry the same context...
     assert any(r["logger"] == "rq.worker" and r.get("job_id") == job_id for r in records)
@@ -183,24 +206,40 @@ def test_job_lines_carry_the_request_id_and_job_id() -> None:
     assert quitting["worker_id"] == ran["worker_id"]
 
 
-def test_jobs_enqueued_outside_a_request_get_their_own_context() -> None:
-    env = _env()
+def _enqueue_from_a_shell_and_run(env: dict[str, str], job: str, argument: str) -> tuple[str, list[dict[str, Any]]]:
+    """Enqueue ``tests.jobs.<job>(argument)`` outside any request, run a burst worker: the job id and its log."""
     enqueue = (
-        "import django_rq; from tests.sample_jobs import log_and_return; "
-        "print(django_rq.get_queue('default').enqueue(log_and_return, 'cli').id)"
+        f"import django_rq; from tests.jobs import {job}; "
+        f"print(django_rq.get_queue('default').enqueue({job}, {argument!r}).id)"
     )
     created = run_manage("shell", "-c", enqueue, env=env)
     assert created.returncode == 0, created.stderr
-    job_id = created.stdout.strip().splitlines()[-1]
     worker = run_manage("rqworker", "default", "--burst", env=env, timeout=120)
     assert worker.returncode == 0, worker.stderr
-    (ran,) = [r for r in _json_lines(worker.stderr) if r["event"] == "sample_job_ran" and r.get("job_id") == job_id]
+    return created.stdout.strip().splitlines()[-1], _json_lines(worker.stderr)
+
+
+def test_jobs_enqueued_outside_a_request_get_their_own_context() -> None:
+    job_id, records = _enqueue_from_a_shell_and_run(_env(), "log_and_return", "cli")
+    (ran,) = [r for r in records if r["event"] == "sample_job_ran" and r.get("job_id") == job_id]
     assert ran["request_id"] is None
+
+
+def test_a_failed_jobs_traceback_is_a_structured_exception() -> None:
+    """Like a Django 500 under LOG_FORMAT=json: one line, the exception as data, not as text."""
+    job_id, records = _enqueue_from_a_shell_and_run(_env(), "fail", "deliberate job failure")
+    (failed,) = [r for r in records if r["event"] == "job_failed" and r.get("job_id") == job_id]
+    assert failed["level"] == "error"
+    assert failed["job_func"] == "tests.jobs.fail"
+    (exception,) = failed["exception"]
+    assert (exception["exc_type"], exception["exc_value"]) == ("RuntimeError", "deliberate job failure")
+    assert any(frame["name"] == "fail" for frame in exception["frames"])
+    assert not any("Traceback (most recent call last)" in r["event"] for r in records)
 
 
 def test_console_format_is_for_people() -> None:
     result = run_manage("check_services", env=_env(LOG_FORMAT="console", REDIS_URL="redis://127.0.0.1:1/0"))
-    CAPTURED.append(result.stdout + result.stderr)
+    _assert_no_secrets(result.stdout + result.stderr)
     assert result.returncode == 1
     warning = next(line for line in result.stderr.splitlines() if "health_check_failed" in line)
     assert warning.lstrip().startswith("20")  # an ISO timestamp first
@@ -212,28 +251,32 @@ def test_console_format_is_for_people() -> None:
 
 def test_settings_errors_do_not_echo_values() -> None:
     result = run_manage("check", env=_env(DJANGO_SECRET_KEY="short-" + TOKEN, PORT=DB_PASSWORD))
-    CAPTURED.append(result.stdout + result.stderr)
     assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "DJANGO_SECRET_KEY: must be at least 50 characters when DJANGO_DEBUG is false",
+        "PORT: must be an integer 1-65535",
+    ]
+    _assert_no_secrets(result.stdout + result.stderr)
 
 
-def test_worker_process_started_directly_logs_json() -> None:
+def test_worker_process_started_directly_logs_json(tmp_path: Path) -> None:
     """The long-running worker (not --burst): its start-up lines are JSON with worker_id."""
-    process = subprocess.Popen(
-        [PYTHON, "manage.py", "rqworker", "default", "--worker-ttl", "30"],
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = tmp_path / "worker.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [PYTHON, "manage.py", "rqworker", "default", "--worker-ttl", "30"],
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     try:
-        import time
-
-        time.sleep(4)
+        # Up and waiting for work: rq says so once it listens on its queues.
+        wait_until(lambda: "Listening on" in log.read_text(), 60, "the worker to listen on its queue")
     finally:
         process.terminate()
-        _, stderr = process.communicate(timeout=30)
-    records = _json_lines(stderr)
+        process.wait(30)
+    records = _json_lines(log.read_text())
     assert process.returncode == 0
     (ready,) = [r for r in records if r["event"] == "worker_ready"]
     assert ready["worker_id"]
@@ -260,14 +303,6 @@ def test_python_warnings_are_log_lines_too() -> None:
     ],
 )
 def test_urls_are_logged_without_passwords(url: str, masked: str) -> None:
-    from config.logging import mask_url
+    from apps.common.masking import mask_url
 
     assert mask_url(url) == masked
-
-
-def test_no_secret_in_any_captured_output() -> None:
-    """Runs last in this module: grep everything the processes above printed."""
-    assert len(CAPTURED) >= 5
-    everything = "\n".join(CAPTURED)
-    for secret in SECRETS:
-        assert secret not in everything

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 
-from apps.health import errors
+from apps.common import errors
 from apps.health.checks import _ProbeRunner
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
 import pytest
 
 from config import env
-from tests.support import BIN, ROOT, SECRET_KEY, project_env, run_manage
+from harness.project import BIN, ROOT, SECRET_KEY, project_env, run_manage
+from tests.support import preserved_environ
 
 VALID = {
     "DJANGO_DEBUG": "false",
@@ -128,6 +130,17 @@ class TestLoad:
         config = env.load({**VALID, "DJANGO_SECRET_KEY": "$" + "x" * 60})
         assert config.secret_key == "$" + "x" * 60
 
+    @pytest.mark.parametrize(
+        ("url", "name"),
+        [
+            ("sqlite:///db.sqlite3", env.BASE_DIR / "db.sqlite3"),
+            ("sqlite:///data/app.sqlite3", env.BASE_DIR / "data" / "app.sqlite3"),
+            ("sqlite:////tmp/absolute.sqlite3", "/tmp/absolute.sqlite3"),
+        ],
+    )
+    def test_a_relative_sqlite_path_is_under_the_project_root(self, url: str, name: object) -> None:
+        assert env.load({**VALID, "DATABASE_URL": url}).database["NAME"] == str(name)
+
     def test_admin_url_is_normalised(self) -> None:
         assert env.load({**VALID, "DJANGO_ADMIN_URL": "/ops/admin"}).admin_url == "ops/admin/"
 
@@ -146,6 +159,85 @@ class TestLoad:
         ]
 
 
+# Numbers are plain ASCII digits (seconds: one optional "." with digits after it). Each of these
+# is something a lenient parser reads as *some* number: django-environ keeps "the digits in it"
+# ("5s" -> 5, "1e3" -> 13, "1,000" -> 1), int() and float() take "1_000", "+5", " inf" and the
+# digits of other scripts.
+NOT_PLAIN_NUMBERS = [
+    pytest.param("5s", id="unit"),
+    pytest.param("5 seconds", id="unit-word"),
+    pytest.param("500ms", id="milli-unit"),
+    pytest.param("1e3", id="exponent"),
+    pytest.param("1E1", id="exponent-upper"),
+    pytest.param("1,000", id="thousands-comma"),
+    pytest.param("1_000", id="underscore-separator"),
+    pytest.param("1 000", id="space-separator"),
+    pytest.param("1'000", id="apostrophe-separator"),
+    pytest.param("abc2", id="stray-letters-before"),
+    pytest.param("2x", id="stray-letter-after"),
+    pytest.param("2.5.1", id="two-dots"),
+    pytest.param("1,5", id="decimal-comma"),
+    pytest.param("+5", id="plus-sign"),
+    pytest.param("0x10", id="hex"),
+    pytest.param("inf", id="infinity"),
+    pytest.param("nan", id="nan"),
+    pytest.param("\u0663", id="arabic-indic-digit"),
+    pytest.param("\uff15", id="fullwidth-digit"),
+    pytest.param("\u00b2", id="superscript-digit"),
+    pytest.param("\u0968", id="devanagari-digit"),
+    pytest.param("1.", id="dot-without-digits"),
+    pytest.param(".5", id="no-leading-digit"),
+]
+NUMBER_RULES = {
+    "PORT": "PORT: must be an integer 1-65535",
+    "WEB_CONCURRENCY": "WEB_CONCURRENCY: must be an integer >= 1",
+    "DJANGO_SECURE_HSTS_SECONDS": "DJANGO_SECURE_HSTS_SECONDS: must be an integer >= 0",
+    "HEALTHCHECK_TIMEOUT": "HEALTHCHECK_TIMEOUT: must be a number of seconds > 0 and <= 30",
+    "HEALTHCHECK_CACHE_SECONDS": "HEALTHCHECK_CACHE_SECONDS: must be a number of seconds >= 0",
+}
+
+
+class TestStrictNumbers:
+    @pytest.mark.parametrize("name", NUMBER_RULES)
+    @pytest.mark.parametrize("value", NOT_PLAIN_NUMBERS)
+    def test_refused_with_the_rule(self, name: str, value: str) -> None:
+        with pytest.raises(env.ConfigurationError) as caught:
+            env.load(_environment(**{name: value}))
+        assert caught.value.problems == [caught.value.problems[0]]
+        assert caught.value.problems[0].startswith(NUMBER_RULES[name])
+
+    @pytest.mark.parametrize("name", ["PORT", "WEB_CONCURRENCY", "DJANGO_SECURE_HSTS_SECONDS"])
+    @pytest.mark.parametrize("value", ["1.5", "80.0", "9" * 40])
+    def test_integers_take_no_decimal_point_and_no_absurd_length(self, name: str, value: str) -> None:
+        with pytest.raises(env.ConfigurationError) as caught:
+            env.load(_environment(**{name: value}))
+        assert caught.value.problems[0].startswith(NUMBER_RULES[name])
+
+    @pytest.mark.parametrize(
+        ("name", "value", "field", "expected"),
+        [
+            ("PORT", "8080", "port", 8080),
+            ("PORT", " 0443 ", "port", 443),
+            ("WEB_CONCURRENCY", "4", "web_concurrency", 4),
+            ("DJANGO_SECURE_HSTS_SECONDS", "31536000", "secure_hsts_seconds", 31536000),
+            ("HEALTHCHECK_TIMEOUT", "0.25", "healthcheck_timeout", 0.25),
+            ("HEALTHCHECK_TIMEOUT", "30", "healthcheck_timeout", 30.0),
+            ("HEALTHCHECK_CACHE_SECONDS", "0", "healthcheck_cache_seconds", 0.0),
+            ("HEALTHCHECK_CACHE_SECONDS", "2.5", "healthcheck_cache_seconds", 2.5),
+        ],
+    )
+    def test_plain_numbers_are_read(self, name: str, value: str, field: str, expected: float) -> None:
+        assert getattr(env.load(_environment(**{name: value})), field) == expected
+
+    @pytest.mark.slow
+    def test_every_entry_point_stops_on_a_unit(self) -> None:
+        result = run_manage("check", env=project_env(HEALTHCHECK_TIMEOUT="5s", PORT="1e3"))
+        assert result.returncode == 2
+        assert [line.split(":")[0] for line in result.stderr.strip().splitlines()] == ["PORT", "HEALTHCHECK_TIMEOUT"]
+        _assert_clean_failure(result.stderr, ["5s", "1e3"])
+
+
+@pytest.mark.slow
 class TestManagePy:
     """The same rules seen by a user: a real ``manage.py check`` subprocess."""
 
@@ -206,21 +298,46 @@ class TestManagePy:
         assert "System check identified no issues" in result.stdout
 
     def test_dotenv_is_read_and_real_variables_win(self, tmp_path) -> None:
-        from config.env import read_dotenv
-
         dotenv = tmp_path / ".env"
         dotenv.write_text("DOTENV_ONLY_PROBE=from-file\nDOTENV_BOTH_PROBE=from-file\n")
-        import os
-
-        os.environ["DOTENV_BOTH_PROBE"] = "from-environment"
-        try:
-            read_dotenv(dotenv)
+        with preserved_environ():
+            os.environ["DOTENV_BOTH_PROBE"] = "from-environment"
+            env.read_dotenv(dotenv)
             assert os.environ["DOTENV_ONLY_PROBE"] == "from-file"
             assert os.environ["DOTENV_BOTH_PROBE"] == "from-environment"
-        finally:
-            os.environ.pop("DOTENV_ONLY_PROBE", None)
-            os.environ.pop("DOTENV_BOTH_PROBE", None)
-        assert read_dotenv(tmp_path / "missing.env") == []  # a missing file is fine
+        assert env.read_dotenv(tmp_path / "missing.env") == []  # a missing file is fine
+
+    def test_an_empty_real_variable_does_not_hide_the_dotenv_value(self, tmp_path) -> None:
+        """The contract: empty counts as unset, so `PORT= make run` still gets the .env port."""
+        dotenv = tmp_path / ".env"
+        dotenv.write_text("PORT=8123\nDOTENV_BLANK_PROBE=from-file\n")
+        with preserved_environ():
+            os.environ["PORT"] = ""
+            os.environ["DOTENV_BLANK_PROBE"] = "   "
+            config = env.load_project_config(dotenv)
+            assert config.port == 8123
+            assert os.environ["DOTENV_BLANK_PROBE"] == "from-file"
+
+    @pytest.mark.parametrize("first_line", ["DOTENV_FIRST_PROBE=from-file", "PORT=eighty"])
+    def test_a_byte_order_mark_hides_no_line(self, tmp_path, first_line: str) -> None:
+        """Editors on Windows save UTF-8 with a BOM; the first variable must still count."""
+        dotenv = tmp_path / ".env"
+        dotenv.write_text("\ufeff" + first_line + "\n", encoding="utf-8")
+        with preserved_environ():
+            os.environ.pop("DOTENV_FIRST_PROBE", None)
+            os.environ.pop("PORT", None)
+            if first_line.startswith("PORT"):
+                with pytest.raises(env.ConfigurationError) as caught:
+                    env.load_project_config(dotenv)
+                assert "PORT: must be an integer 1-65535" in caught.value.problems
+            else:
+                assert env.read_dotenv(dotenv) == []
+                assert os.environ.get("DOTENV_FIRST_PROBE") == "from-file"
+
+    def test_a_dotenv_that_is_not_utf8_is_one_problem(self, tmp_path) -> None:
+        dotenv = tmp_path / ".env"
+        dotenv.write_bytes(b"DJANGO_SECRET_KEY=caf\xe9-latin-1\n")
+        assert env.read_dotenv(dotenv) == [".env: must be UTF-8 text"]
 
     def test_malformed_dotenv_lines_are_reported_without_their_content(self, tmp_path, capfd) -> None:
         dotenv = tmp_path / ".env"
@@ -229,17 +346,11 @@ class TestManagePy:
             "DJANGO_SECRET_KEY hunter2-super-secret\nexport REDIS_URL=redis://r:6379/0\n  PORT=80\n  # indented\n",
             encoding="utf-8",
         )
-        import os
-
-        saved = {name: os.environ.pop(name, None) for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY")}
-        try:
+        with preserved_environ():
+            for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY"):
+                os.environ.pop(name, None)
             with pytest.raises(env.ConfigurationError) as caught:
                 env.load_project_config(dotenv)
-        finally:
-            for name, value in saved.items():
-                os.environ.pop(name, None)
-                if value is not None:
-                    os.environ[name] = value
         problems = caught.value.problems
         assert problems[:2] == [".env line 4: expected NAME=value", ".env line 6: expected NAME=value"]
         assert "DATABASE_URL: missing" not in problems  # the valid lines were still read

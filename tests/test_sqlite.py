@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support import Server, project_env, run_manage
+import pytest
+
+from harness.project import Server, project_env, run_manage
+
+pytestmark = pytest.mark.slow  # every test here starts real processes
 
 
 def test_sqlite_database_migrates_and_is_healthy(tmp_path: Path) -> None:

@@ -31,8 +31,10 @@ from rq import Retry
 from rq.job import Job
 
 from apps.core import background, jobs
+from harness.processes import free_port, parse_json_lines, wait_until
+from harness.project import PYTHON, ROOT, project_env, run_manage
+from harness.servers import PostgresCluster, RedisServer
 from tests import jobs as test_jobs
-from tests.support import PYTHON, ROOT, PostgresCluster, RedisServer, free_port, project_env, run_manage
 
 pytestmark = pytest.mark.slow
 
@@ -44,16 +46,6 @@ WORKER_TTL = 30
 # Where a check is expected to pass, a deadline no loaded CI machine misses (the default is 5 s).
 OK_TIMEOUT = ("--timeout", "20")
 TERMINAL = {"finished", "failed", "stopped", "canceled", background.MISSING}
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def wait_for_outcome(job_id: str, timeout: float = 30) -> background.JobOutcome:
@@ -141,17 +133,6 @@ class WorkerProcess:
                 continue
         self.process.kill()
         self.process.wait(5)
-
-
-def parse_json_lines(text: str) -> list[dict[str, Any]]:
-    events = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                events.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return events
 
 
 @pytest.fixture
@@ -291,27 +272,31 @@ def test_a_long_running_worker_runs_jobs_and_check_services_sees_it(
 
 
 def test_check_services_worker_wait_retries_until_a_worker_consumes_the_queue(
-    redis: Redis, worker_env: dict[str, str], start_worker: Callable[..., WorkerProcess]
+    redis: Redis, worker_env: dict[str, str], start_worker: Callable[..., WorkerProcess], tmp_path: Path
 ) -> None:
-    waiting = subprocess.Popen(
-        [PYTHON, "manage.py", "check_services", "--worker", "--wait", "60", "--json"],
-        cwd=ROOT,
-        env=worker_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    log = tmp_path / "check_services.log"
+    command = [PYTHON, "manage.py", "check_services", "--worker", "--wait", "60", "--json"]
+    env = {**worker_env, "LOG_LEVEL": "DEBUG"}  # each failed attempt of the worker check is a DEBUG line
+    with log.open("w") as stderr:
+        waiting = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
-        time.sleep(1)  # let it see "no worker" at least once
-        assert waiting.poll() is None
+
+        def saw_no_worker() -> bool:
+            assert waiting.poll() is None, "check_services ended before any worker started"
+            return any(
+                e.get("event") == "health_probe_failed" and e.get("check") == "worker" and e.get("error") == "no_worker"
+                for e in parse_json_lines(log.read_text())
+            )
+
+        wait_until(saw_no_worker, 60, "check_services to see that no worker runs")
         start_worker()
-        stdout, stderr = waiting.communicate(timeout=60)
+        stdout, _ = waiting.communicate(timeout=60)
     finally:
         if waiting.poll() is None:
             waiting.kill()
             waiting.communicate()
 
-    assert waiting.returncode == 0, stdout + stderr
+    assert waiting.returncode == 0, stdout + log.read_text()
     assert json.loads(stdout)["worker"] == "ok"
 
 
@@ -354,6 +339,27 @@ def test_check_services_worker_fails_when_the_only_worker_was_killed(
     assert expired.returncode == 1
     facts = worker_check_json(expired)
     assert (facts["error"], facts["workers"]) == ("no_worker", 0)
+
+
+def test_failed_jobs_are_listed_and_requeued_through_the_validated_settings(
+    redis: Redis, worker_env: dict[str, str]
+) -> None:
+    job_id = background.submit(test_jobs.fail, "a failure to inspect")
+    assert burst(worker_env).returncode == 0
+    assert background.outcome(job_id).status == "failed"
+
+    listed = run_manage("failed_jobs", env=worker_env)
+    assert listed.returncode == 0, listed.stderr
+    (line,) = listed.stdout.strip().splitlines()
+    assert line.startswith(f"{job_id}  tests.jobs.fail  ")
+    assert line.endswith("RuntimeError: a failure to inspect")
+
+    assert run_manage("failed_jobs", "--requeue", "no-such-job", env=worker_env).returncode == 2
+    assert run_manage("failed_jobs", "--queue", "nope", env=worker_env).returncode == 2
+    requeued = run_manage("failed_jobs", "--requeue", job_id, env=worker_env)
+    assert requeued.returncode == 0, requeued.stderr
+    assert background.outcome(job_id).status == "queued"
+    assert run_manage("failed_jobs", env=worker_env).stdout.strip() == "No failed jobs on 'default'."
 
 
 # --- faults ---------------------------------------------------------------------------------
@@ -478,7 +484,6 @@ def test_the_worker_reconnects_after_redis_restarts_under_it(
         # Killed and started again on the same port, without persistence: every key is gone.
         run_id = connection.info("server")["run_id"]
         server.stop()
-        time.sleep(0.5)
         server.start()
         assert connection.info("server")["run_id"] != run_id
 
@@ -503,6 +508,23 @@ def test_the_worker_reconnects_after_redis_restarts_under_it(
         connection.close()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(("log_level", "levels_seen"), [("WARNING", set()), ("INFO", {"info"})])
+def test_log_level_sets_the_workers_level_whatever_its_verbosity(
+    redis: Redis, worker_env: dict[str, str], log_level: str, levels_seen: set[str]
+) -> None:
+    """django-rq derives rq's level from --verbosity (INFO by default); LOG_LEVEL must rule."""
+    job_id = background.submit(jobs.echo, "a job that logs at INFO")
+
+    result = burst({**worker_env, "LOG_LEVEL": log_level})
+
+    assert result.returncode == 0, result.stderr
+    assert background.outcome(job_id).finished  # it ran, and said so only where the level allows
+    events = parse_json_lines(result.stderr)
+    assert {event["level"] for event in events} - {"warning", "error", "critical"} == levels_seen
+    if levels_seen:
+        assert any(event["logger"] == "rq.worker" and event["level"] == "info" for event in events)
 
 
 def test_a_worker_that_cannot_reach_redis_exits_1_for_its_supervisor_to_restart(redis: Redis) -> None:

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
 from config.urls import urlpatterns as project_urlpatterns
-from tests.sample_jobs import log_and_return
+from tests.jobs import log_and_return
 
 logger = structlog.get_logger("tests.views")
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import structlog
 from django.http import HttpRequest, HttpResponseBase
 
+from apps.common import request_context
 from apps.core.request_id import accept_or_generate
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -29,6 +30,7 @@ class RequestIdMiddleware:
         request.META[_META_KEY] = request_id
         request.request_id = request_id  # type: ignore[attr-defined]
         request.started_at = time.perf_counter()  # type: ignore[attr-defined]
+        request_context.remember(request_id)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         try:

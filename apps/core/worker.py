@@ -10,12 +10,14 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from redis.client import Pipeline
 from rq import worker_registration
+from rq.exceptions import DeserializationError
 from rq.executions import Execution
 from rq.job import Job
+from rq.job_lifecycle import call_exception_handlers
 from rq.queue import Queue
 from rq.worker import Worker
 
-from config.logging import service_fields
+from apps.common.masking import service_fields
 
 logger = structlog.get_logger(__name__)
 
@@ -23,7 +25,8 @@ _JOB_CONTEXT = ("job_id", "queue", "job_func", "request_id")
 
 
 class ContextWorker(Worker):
-    """rq's forking worker with three additions.
+    """rq's forking worker with three additions (and ``LOG_LEVEL`` as its log level, and a failed
+    job's traceback logged as a structured exception).
 
     - Every line the worker logs carries ``worker_id``; while a job runs, also ``job_id``,
       ``queue``, ``job_func`` and the ``request_id`` of the request that enqueued it.
@@ -36,6 +39,9 @@ class ContextWorker(Worker):
     """
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
+        # django-rq derives a level from --verbosity and rq applies it to its own loggers when
+        # the worker starts, over the LOG_LEVEL that LOGGING set: LOG_LEVEL rules here as in web.
+        kwargs["logging_level"] = settings.LOG_LEVEL
         structlog.contextvars.bind_contextvars(worker_id=self.name)
         logger.info(
             "worker_ready",
@@ -61,6 +67,17 @@ class ContextWorker(Worker):
             pipe.expire(self.key, ttl)
             worker_registration.register(self, pipe)
             pipe.execute()
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        # rq logs the traceback as text inside the message (and the job's arguments, which may
+        # hold personal data): log it as a structured exception instead, one JSON line like a
+        # Django 500, then run the exception handlers as rq does.
+        try:
+            func_name = job.func_name
+        except DeserializationError:
+            func_name = "<DeserializationError>"
+        logger.error("job_failed", job_id=job.id, queue=job.origin, job_func=func_name, exc_info=exc_info)
+        call_exception_handlers(self._exc_handlers, job, *exc_info)
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         structlog.contextvars.bind_contextvars(

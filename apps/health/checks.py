@@ -38,7 +38,8 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django_redis import get_redis_connection
 
-from apps.health import errors
+from apps.common import errors
+from apps.health.errors import ProbeError
 
 logger = structlog.get_logger(__name__)
 
@@ -51,7 +52,7 @@ class CheckResult:
     name: str
     ok: bool
     latency_ms: float
-    error: str | None = None  # a category from apps.health.errors, safe for any audience
+    error: str | None = None  # a category from apps.common.errors, safe for any audience
     detail: str | None = None  # exception text: logs and the operator's terminal only
     facts: dict[str, int] = field(default_factory=dict)
 
@@ -167,7 +168,7 @@ class RedisProbe:
             connection.send_command("PING")
             reply = connection.read_response()
             if reply not in (b"PONG", "PONG", True):
-                raise errors.ProbeError(errors.UNKNOWN, "unexpected reply to PING")
+                raise ProbeError(errors.UNKNOWN, "unexpected reply to PING")
         except BaseException:
             connection.disconnect()  # never hand a half-read reply back to the pool
             raise

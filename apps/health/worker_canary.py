@@ -9,11 +9,13 @@ from __future__ import annotations
 import time
 
 import django_rq
-from redis import Redis
+from rq import worker_registration
 from rq.job import JobStatus
-from rq.worker_registration import WORKERS_BY_QUEUE_KEY
+from rq.queue import Queue
+from rq.utils import missing_keys
 
-from apps.health import errors
+from apps.common import errors
+from apps.health.errors import ProbeError
 from apps.health.jobs import CANARY_RESULT, canary
 
 _POLL_INTERVAL = 0.02
@@ -24,20 +26,15 @@ _CLEANUP_MARGIN = 0.25
 _ENDED = {JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
 
-def live_worker_count(connection: Redis, queue_name: str) -> int:
-    """Workers registered for ``queue_name`` whose own key (refreshed by heartbeats) still exists.
+def live_worker_count(queue: Queue) -> int:
+    """Workers registered for ``queue`` whose own key (refreshed by heartbeats) still exists.
 
     rq leaves a SIGKILLed worker in the queue's worker set; its key expires after the
-    worker's TTL, so only registrations with a live key count. (Building rq ``Worker``
-    objects would also work, but it raises the shared pool's socket timeout to minutes.)
+    worker's TTL, so only registrations with a live key count. (``Worker.all()`` would build
+    worker objects, which raises the connection pool's socket timeout to minutes.)
     """
-    keys = connection.smembers(WORKERS_BY_QUEUE_KEY % queue_name)
-    if not keys:
-        return 0
-    with connection.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.exists(key)
-        return sum(pipe.execute())
+    keys = list(worker_registration.get_keys(queue))
+    return len(keys) - len(missing_keys(queue.connection, keys))
 
 
 def round_trip(queue_name: str, timeout: float) -> dict[str, int]:
@@ -45,12 +42,12 @@ def round_trip(queue_name: str, timeout: float) -> dict[str, int]:
     deadline = time.monotonic() + timeout - min(_CLEANUP_MARGIN, timeout / 2)
     queue = django_rq.get_queue(queue_name, commit_mode="auto")
     facts = {
-        "workers": live_worker_count(queue.connection, queue_name),
+        "workers": live_worker_count(queue),
         "queue_depth": queue.count,
         "failed_jobs": queue.failed_job_registry.count,
     }
     if facts["workers"] == 0:
-        raise errors.ProbeError(errors.NO_WORKER, f"no live worker is registered for queue {queue_name!r}", facts)
+        raise ProbeError(errors.NO_WORKER, f"no live worker is registered for queue {queue_name!r}", facts)
 
     job = queue.enqueue(
         canary,
@@ -64,12 +61,12 @@ def round_trip(queue_name: str, timeout: float) -> dict[str, int]:
             status = job.get_status(refresh=True)
             if status == JobStatus.FINISHED:
                 if job.return_value() != CANARY_RESULT:
-                    raise errors.ProbeError(errors.UNKNOWN, "canary job returned an unexpected result", facts)
+                    raise ProbeError(errors.UNKNOWN, "canary job returned an unexpected result", facts)
                 return facts
             if status in _ENDED:
-                raise errors.ProbeError(errors.UNKNOWN, f"canary job ended as {status.value}", facts)
+                raise ProbeError(errors.UNKNOWN, f"canary job ended as {status.value}", facts)
             if time.monotonic() >= deadline:
-                raise errors.ProbeError(errors.TIMEOUT, "no worker finished the canary job in time", facts)
+                raise ProbeError(errors.TIMEOUT, "no worker finished the canary job in time", facts)
             time.sleep(_POLL_INTERVAL)
     finally:
         job.delete(remove_from_queue=True)

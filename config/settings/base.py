@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from apps.common.probe_paths import PROBE_PATHS, path_pattern
 from config import env
 from config.logging import build_logging_config
 
@@ -163,7 +164,7 @@ ADMIN_URL = CONFIG.admin_url
 # HTTPS hardening: secure by default when DEBUG is false; each knob has its own variable.
 SECURE_SSL_REDIRECT = CONFIG.secure_ssl_redirect
 # A backstop only: HealthProbeMiddleware answers these paths before SecurityMiddleware runs.
-SECURE_REDIRECT_EXEMPT = [r"^livez/?$", r"^readyz/?$", r"^healthz/?$"]
+SECURE_REDIRECT_EXEMPT = [path_pattern(path) for path in PROBE_PATHS]
 SECURE_HSTS_SECONDS = CONFIG.secure_hsts_seconds
 SECURE_HSTS_INCLUDE_SUBDOMAINS = CONFIG.secure_hsts_include_subdomains
 SECURE_HSTS_PRELOAD = CONFIG.secure_hsts_preload

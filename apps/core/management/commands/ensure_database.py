@@ -6,12 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
-from apps.health.errors import categorize
+from apps.common.errors import categorize
 
 
 class Command(BaseCommand):
@@ -19,32 +18,23 @@ class Command(BaseCommand):
     requires_system_checks: list[str] = []
 
     def handle(self, *args: Any, **options: Any) -> None:
-        database = settings.DATABASES["default"]
-        name = str(database["NAME"])
-        if database["ENGINE"] != "django.db.backends.postgresql":
+        connection = connections[DEFAULT_DB_ALIAS]
+        name = str(connection.settings_dict["NAME"])
+        if connection.vendor != "postgresql":
             Path(name).parent.mkdir(parents=True, exist_ok=True)
             self.stdout.write(f"SQLite database at {name}: created on first migrate.")
             return
-        params = {
-            key: str(value)
-            for key, value in {
-                "host": database.get("HOST"),
-                "port": database.get("PORT"),
-                "user": database.get("USER"),
-                "password": database.get("PASSWORD"),
-                "connect_timeout": 5,
-            }.items()
-            if value
-        }
+        # Exactly the parameters Django connects with (host, port, user, password and every
+        # OPTIONS key the URL carries: sslmode, options, ...), pointed at the maintenance
+        # database, because the application's may not exist yet.
+        params = {**connection.get_connection_params(), "dbname": "postgres", "autocommit": True}
         try:
-            # Connect to the maintenance database: the application's may not exist yet.
-            conninfo = make_conninfo(dbname="postgres", **params)
-            with psycopg.connect(conninfo, autocommit=True) as connection:
-                exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            with psycopg.connect(**params) as maintenance:
+                exists = maintenance.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
                 if exists:
                     self.stdout.write(f"Database {name!r} exists.")
                     return
-                connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                maintenance.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         except psycopg.Error as exc:
             raise CommandError(
                 f"could not create database {name!r} ({categorize(exc)}): {str(exc).strip().splitlines()[0]}",

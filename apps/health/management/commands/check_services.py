@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.common.numbers import decimal_number
 from apps.health import checks, render
 
 EXIT_UNHEALTHY = 1
@@ -27,9 +28,9 @@ def _seconds(low: float, high: float, *, low_allowed: bool) -> Callable[[str], f
 
     def parse(value: str) -> float:
         try:
-            seconds = float(value)
+            seconds = decimal_number(value)  # the same strict digits as every variable
         except ValueError:
-            raise ArgumentTypeError("must be a number of seconds") from None
+            raise ArgumentTypeError("must be a number of seconds in plain digits (such as 5 or 0.5)") from None
         if not (low <= seconds if low_allowed else low < seconds) or not seconds <= high:
             raise ArgumentTypeError(rule)
         return seconds
@@ -78,17 +79,7 @@ class Command(BaseCommand):
         timeout: float = options["timeout"] or (
             checks.WORKER_TIMEOUT if "worker" in names else settings.HEALTHCHECK_TIMEOUT
         )
-        give_up_at = time.monotonic() + options["wait"]
-
-        report = checks.run_checks(names, timeout, use_cache=False)
-        while not report.ok:
-            # The last attempt gets only what is left of --wait, so N seconds means N seconds.
-            remaining = give_up_at - time.monotonic() - _RETRY_PAUSE
-            if remaining < _SHORTEST_ATTEMPT:
-                break
-            time.sleep(_RETRY_PAUSE)
-            report = checks.run_checks(names, min(timeout, remaining), use_cache=False)
-
+        report = self._run_until_healthy(names, timeout, options["wait"])
         if options["json"]:
             self.stdout.write(json.dumps(render.verbose_body(report)))
         else:
@@ -97,6 +88,30 @@ class Command(BaseCommand):
             raise CommandError(
                 "unhealthy: " + ", ".join(n for n, r in report.checks.items() if not r.ok), returncode=EXIT_UNHEALTHY
             )
+
+    @staticmethod
+    def _run_until_healthy(names: tuple[str, ...], timeout: float, wait: float) -> checks.HealthReport:
+        """Attempts until one is healthy or ``wait`` seconds have passed since the first began.
+
+        No attempt runs past the window (``--wait 0``: one attempt of ``timeout``). Attempts are
+        spaced ``_RETRY_PAUSE`` apart; when less than a pause is left, one last attempt gets the
+        rest of the time. If that one fails too, the command still waits out the remainder, so
+        ``--wait N`` never gives up before N seconds have passed.
+        """
+        give_up_at = time.monotonic() + wait
+        first = min(timeout, max(wait, _SHORTEST_ATTEMPT)) if wait else timeout
+        report = checks.run_checks(names, first, use_cache=False)
+        while not report.ok and (left := give_up_at - time.monotonic()) > 0:
+            last = left <= _RETRY_PAUSE + _SHORTEST_ATTEMPT
+            if not last:
+                time.sleep(_RETRY_PAUSE)
+            remaining = max(give_up_at - time.monotonic(), _SHORTEST_ATTEMPT)
+            report = checks.run_checks(names, min(timeout, remaining), use_cache=False)
+            if last:
+                if not report.ok:
+                    time.sleep(max(0.0, give_up_at - time.monotonic()))
+                break
+        return report
 
     @staticmethod
     def _names(only: str | None, worker: bool) -> tuple[str, ...]:

@@ -6,16 +6,15 @@ Django health check (one ``SELECT 1``, one ``PING``, nothing else); to compare i
 access line is demoted like theirs. Nothing else differs from ``config.settings.base``.
 """
 
-import re
-
-from config import logging as logging_config
+from apps.common.probe_paths import PROBE_PATHS
+from bench.paths import LIMIT_PATH
+from config.logging import build_logging_config
 from config.settings.base import *  # noqa: F403
-from config.settings.base import MIDDLEWARE
+from config.settings.base import LOG_FORMAT, LOG_LEVEL, MIDDLEWARE
 
 ROOT_URLCONF = "bench.urls"
 MIDDLEWARE = [
     "bench.middleware.BenchProbeMiddleware" if entry == "apps.health.middleware.HealthProbeMiddleware" else entry
     for entry in MIDDLEWARE
 ]
-# gunicorn's access filter looks this pattern up on every line: the limit probe is logged like a probe.
-logging_config.HEALTH_PROBE_PATH = re.compile(r"^/(livez|readyz|healthz|bench/limit)/?(\?.*)?$")
+LOGGING = build_logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT, quiet_paths=(*PROBE_PATHS, LIMIT_PATH))

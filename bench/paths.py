@@ -1,0 +1,3 @@
+"""The bench-only limit probe's path, declared once."""
+
+LIMIT_PATH = "bench/limit"
