@@ -1,7 +1,8 @@
 """A Docker engine, Compose and the project's compose stack, for the end-to-end tests.
 
 - ``engine_problem``: why no Docker engine can be used here, or None.
-- ``Stack``: one compose project (own name, port and data) driven by ``make`` and ``docker compose``,
+- ``Stack``: one compose project (own name, port and data) driven by shell commands (``make up``)
+  and ``docker compose``,
   from a ``project_copy`` of its own: its own ``./data``, no developer ``.env``, its own source mount.
 - ``debian_compose``: a Compose release from Debian's archive, unpacked, never installed: the
   oldest one the compose files support.
@@ -17,7 +18,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from harness.processes import free_port
-from harness.project import CONTRACT_VARIABLES, Response, http_get, project_copy
+from harness.processes import free_port, parse_json_lines, timed, wait_until
+from harness.project import CONTRACT_VARIABLES, ProbeAnswer, Response, http_get, project_copy
 
 BASE_FILE = "docker-compose.yml"
 PRODUCTION_FILES = (BASE_FILE, "docker-compose.prod.yml")
@@ -72,6 +72,7 @@ def run(
         list(command),
         cwd=cwd,
         env=dict(env) if env is not None else clean_env(),
+        stdin=subprocess.DEVNULL,  # never a terminal: `docker compose exec` then allocates no TTY
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -179,10 +180,10 @@ class Stack:
                 env[key] = value
         return env
 
-    def make(self, *targets: str, timeout: float = 600, **overrides: str | None) -> subprocess.CompletedProcess[str]:
-        return run(
-            ["make", "--no-print-directory", *targets], cwd=self.directory, env=self.env(**overrides), timeout=timeout
-        )
+    def sh(self, command: str, timeout: float = 600, **overrides: str | None) -> subprocess.CompletedProcess[str]:
+        """A shell command line in the project copy, as a user types it (docs/docker.md's, verbatim)."""
+        env = {**self.env(**overrides), "MAKEFLAGS": "--no-print-directory"}
+        return run(["bash", "-c", command], cwd=self.directory, env=env, timeout=timeout)
 
     def compose(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
         return run(["docker", "compose", *args], cwd=self.directory, env=self.env(), timeout=timeout, check=check)
@@ -217,11 +218,23 @@ class Stack:
     def get(self, path: str, headers: Mapping[str, str] | None = None, timeout: float = 10) -> Response:
         return http_get(f"http://127.0.0.1:{self.port}{path}", headers, timeout)
 
-    def timed_get(self, path: str) -> tuple[Response, float]:
-        """A request and its duration as the host sees it (connection included)."""
-        started = time.monotonic()
-        response = self.get(path)
-        return response, time.monotonic() - started
+    def probe(self, path: str) -> ProbeAnswer:
+        """GET a probe path, and how long web itself took, from its ``health_probe`` log line.
+
+        That line is DEBUG and read as JSON: the stack needs LOG_LEVEL=DEBUG and LOG_FORMAT=json.
+        The server-side time is where the deadline is enforced; the round trip from here also
+        counts docker-proxy and a loaded machine's scheduling, so tests bound it only loosely.
+        """
+        request_id = f"probe-{secrets.token_hex(8)}"
+        with timed() as elapsed:
+            response = self.get(path, {"X-Request-ID": request_id}, timeout=30)
+
+        def logged() -> list[dict[str, Any]]:
+            events = parse_json_lines(self.logs("web"))
+            return [e for e in events if e.get("event") == "health_probe" and e.get("request_id") == request_id]
+
+        (line,) = wait_until(logged, 30, f"the health_probe line of {request_id}", interval=0.2)
+        return ProbeAnswer(response.status, response.json(), float(line["duration_ms"]) / 1000, elapsed[0])
 
     def destroy(self) -> None:
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "10", check=False, timeout=180)
