@@ -31,6 +31,7 @@ from harness.project import CONTRACT_VARIABLES, ProbeAnswer, Response, http_get,
 BASE_FILE = "docker-compose.yml"
 PRODUCTION_FILES = (BASE_FILE, "docker-compose.prod.yml")
 APP_SERVICES = ("migrate", "web", "worker")
+DEFAULT_COMPOSE = ("docker", "compose")
 # Set by CI (.ci/run): a missing engine is then a failure, not a skip.
 REQUIRED = os.environ.get("REQUIRE_DOCKER") == "1"
 
@@ -153,12 +154,21 @@ class Stack:
     image: str
     files: tuple[str, ...] = (BASE_FILE,)
     variables: dict[str, str] = field(default_factory=dict)
+    compose_command: tuple[str, ...] = DEFAULT_COMPOSE  # also what `make` runs (COMPOSE)
     port: int = field(default_factory=free_port)
     up_output: str = ""  # what the last `make up` printed
 
     @classmethod
-    def create(cls, parent: Path, image: str, files: tuple[str, ...] = (BASE_FILE,), **variables: str) -> Stack:
-        return cls(project_copy(parent / f"dsf-test-{secrets.token_hex(4)}"), image, files, dict(variables))
+    def create(
+        cls,
+        parent: Path,
+        image: str,
+        files: tuple[str, ...] = (BASE_FILE,),
+        compose_command: Sequence[str] = DEFAULT_COMPOSE,
+        **variables: str,
+    ) -> Stack:
+        directory = project_copy(parent / f"dsf-test-{secrets.token_hex(4)}")
+        return cls(directory, image, files, dict(variables), tuple(compose_command))
 
     @property
     def project(self) -> str:
@@ -173,6 +183,8 @@ class Stack:
             APP_IMAGE=self.image,
             **self.variables,
         )
+        if self.compose_command != DEFAULT_COMPOSE:
+            env["COMPOSE"] = " ".join(self.compose_command)
         for key, value in overrides.items():
             if value is None:
                 env.pop(key, None)
@@ -186,7 +198,8 @@ class Stack:
         return run(["bash", "-c", command], cwd=self.directory, env=env, timeout=timeout)
 
     def compose(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run(["docker", "compose", *args], cwd=self.directory, env=self.env(), timeout=timeout, check=check)
+        command = [*self.compose_command, *args]
+        return run(command, cwd=self.directory, env=self.env(), timeout=timeout, check=check)
 
     def exec(
         self, service: str, *command: str, env: Mapping[str, str] | None = None
@@ -213,7 +226,9 @@ class Stack:
         return inspect(container)[0]
 
     def logs(self, service: str) -> str:
-        return self.compose("logs", "--no-color", "--no-log-prefix", service).stdout
+        """The service's container's output, from the engine (Compose 2.26 decorates its own)."""
+        result = run(["docker", "logs", self.container(service)["Id"]], check=True)
+        return result.stdout + result.stderr
 
     def get(self, path: str, headers: Mapping[str, str] | None = None, timeout: float = 10) -> Response:
         return http_get(f"http://127.0.0.1:{self.port}{path}", headers, timeout)
