@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar, overload
 
 import environ
 
+from apps.common.masking import MASK, mask_secrets
 from config.rules import (
     Boolean,
     Choice,
@@ -57,6 +58,9 @@ class Variable(Generic[T]):
     variables declared before (DEBUG decides several defaults). ``required`` may depend on them
     too, and ``check`` applies rules that involve them. Reading ``config.<attribute>`` gives the
     parsed, typed value.
+
+    ``secret``: the value is (or carries) a secret. ``repr(config)`` shows it masked: a password
+    in a URL or a ``DATABASES`` entry as ``***``, any other secret value as ``***`` whole.
     """
 
     def __init__(
@@ -70,9 +74,10 @@ class Variable(Generic[T]):
         default_doc: str | None = None,
         required: bool | Callable[[Config], bool] = False,
         check: Callable[[T, Config], None] | None = None,
+        secret: bool = False,
     ) -> None:
         self.name, self.rule, self.default, self.doc = name, rule, default, doc
-        self.derive, self.required, self.check = derive, required, check
+        self.derive, self.required, self.check, self.secret = derive, required, check, secret
         self._default_doc = default_doc
         self.attribute = ""
 
@@ -88,6 +93,14 @@ class Variable(Generic[T]):
             return self
         value: T = config._values[self.attribute]
         return value
+
+    def shown(self, value: T) -> object:
+        """``value`` as ``repr(config)`` may show it: a secret masked, the rest as it is."""
+        if not self.secret or not value:
+            return value
+        if isinstance(value, str) and "://" not in value:
+            return MASK  # a key or a token: nothing of it is safe to show
+        return mask_secrets(value)
 
     def is_required(self, config: Config) -> bool:
         return self.required(config) if callable(self.required) else self.required
@@ -155,6 +168,7 @@ class Config:
         default_doc="required when DEBUG is false",
         required=_production,
         check=_production_secret_key,
+        secret=True,
     )
     allowed_hosts = Variable(
         "DJANGO_ALLOWED_HOSTS",
@@ -174,9 +188,15 @@ class Config:
         dict[str, Any](),
         "The database. SQLite: a file; a relative path is under the project root.",
         required=True,
+        secret=True,
     )
     redis_url = Variable(
-        "REDIS_URL", RedisURL(), "", "The cache and the queues; a database number after the host.", required=True
+        "REDIS_URL",
+        RedisURL(),
+        "",
+        "The cache and the queues; a database number after the host.",
+        required=True,
+        secret=True,
     )
     port = Variable("PORT", Integer(1, 65535), 8000, "Where `make run`, gunicorn and compose listen.")
     log_level = Variable(
@@ -201,7 +221,7 @@ class Config:
         default_doc="`0`",
     )
     healthcheck_token: Variable[str | None] = Variable(
-        "HEALTHCHECK_TOKEN", Text(), None, "Bearer token that unlocks health details."
+        "HEALTHCHECK_TOKEN", Text(), None, "Bearer token that unlocks health details.", secret=True
     )
     web_concurrency = Variable("WEB_CONCURRENCY", Integer(1), 2, "gunicorn worker processes (never the host's cores).")
     forwarded_allow_ips = Variable(
@@ -261,6 +281,13 @@ class Config:
 
     def __init__(self) -> None:
         self._values: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        # Secrets masked: a Config that ends up in a debug page, a traceback or a log line
+        # must not carry the key, the passwords or the tokens along.
+        values = self._values
+        shown = (f"{v.attribute}={v.shown(values[v.attribute])!r}" for v in VARIABLES if v.attribute in values)
+        return f"Config({', '.join(shown)})"
 
     @classmethod
     def variables(cls) -> tuple[Variable[Any], ...]:

@@ -13,13 +13,15 @@ from apps.common.probe_paths import PROBE_PATHS, path_pattern
 from config import env
 from config.logging import build_logging_config
 
-CONFIG = env.load_project_config()
+# Lower case on purpose: Django's settings (and its debug page) take only upper-case names, and
+# the settings below take what they need from it.
+_config = env.load_project_config()
 
 BASE_DIR = env.BASE_DIR
-DEBUG = CONFIG.debug
-SECRET_KEY = CONFIG.secret_key
-ALLOWED_HOSTS = CONFIG.allowed_hosts
-CSRF_TRUSTED_ORIGINS = CONFIG.csrf_trusted_origins
+DEBUG = _config.debug
+SECRET_KEY = _config.secret_key
+ALLOWED_HOSTS = _config.allowed_hosts
+CSRF_TRUSTED_ORIGINS = _config.csrf_trusted_origins
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -92,10 +94,10 @@ def _database_settings(parsed: dict[str, Any]) -> dict[str, Any]:
     return database
 
 
-DATABASES = {"default": _database_settings(CONFIG.database)}
+DATABASES = {"default": _database_settings(_config.database)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = CONFIG.redis_url
+REDIS_URL = _config.redis_url
 # Bounded waits on every Redis call: a cache call (and the health probe's handshake) fails
 # within 2 s instead of redis-py's own defaults.
 REDIS_SOCKET_TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 2}
@@ -159,28 +161,30 @@ STORAGES = {
     },
 }
 
-ADMIN_URL = CONFIG.admin_url
+ADMIN_URL = _config.admin_url
 
 # HTTPS hardening: secure by default when DEBUG is false; each knob has its own variable.
-SECURE_SSL_REDIRECT = CONFIG.secure_ssl_redirect
+SECURE_SSL_REDIRECT = _config.secure_ssl_redirect
 # A backstop only: HealthProbeMiddleware answers these paths before SecurityMiddleware runs.
 SECURE_REDIRECT_EXEMPT = [path_pattern(path) for path in PROBE_PATHS]
-SECURE_HSTS_SECONDS = CONFIG.secure_hsts_seconds
-SECURE_HSTS_INCLUDE_SUBDOMAINS = CONFIG.secure_hsts_include_subdomains
-SECURE_HSTS_PRELOAD = CONFIG.secure_hsts_preload
-SESSION_COOKIE_SECURE = CONFIG.secure_cookies
-CSRF_COOKIE_SECURE = CONFIG.secure_cookies
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if CONFIG.secure_proxy_ssl_header else None
+SECURE_HSTS_SECONDS = _config.secure_hsts_seconds
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _config.secure_hsts_include_subdomains
+SECURE_HSTS_PRELOAD = _config.secure_hsts_preload
+SESSION_COOKIE_SECURE = _config.secure_cookies
+CSRF_COOKIE_SECURE = _config.secure_cookies
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _config.secure_proxy_ssl_header else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Error pages and reports mask passwords inside URLs (REDIS_URL, CACHES, RQ_QUEUES), even with DEBUG on.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "apps.core.error_reports.SecretMaskingFilter"
 
-HEALTHCHECK_TIMEOUT = CONFIG.healthcheck_timeout
-HEALTHCHECK_CACHE_SECONDS = CONFIG.healthcheck_cache_seconds
-HEALTHCHECK_TOKEN = CONFIG.healthcheck_token
+HEALTHCHECK_TIMEOUT = _config.healthcheck_timeout
+HEALTHCHECK_CACHE_SECONDS = _config.healthcheck_cache_seconds
+HEALTHCHECK_TOKEN = _config.healthcheck_token
 
 # Our RequestIdMiddleware has already validated (or replaced) the header by the time
 # django-structlog reads it, so trusting it is safe.
 DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True
-LOG_LEVEL = CONFIG.log_level
-LOG_FORMAT = CONFIG.log_format
+LOG_LEVEL = _config.log_level
+LOG_FORMAT = _config.log_format
 LOGGING = build_logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
