@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar, overload
 import environ
 
 from apps.common.masking import MASK, mask_secrets
+from apps.common.security_rules import admin_url_problem, allowed_hosts_problem, secret_key_problem
 from config.rules import (
     Boolean,
     Choice,
@@ -28,10 +29,12 @@ from config.rules import (
     DatabaseURL,
     Integer,
     Invalid,
+    Networks,
     RedisURL,
     Rule,
     Seconds,
     Text,
+    Token,
     URLPath,
 )
 
@@ -142,13 +145,23 @@ def _production(config: Config) -> bool:
     return not config.debug
 
 
+def _refuse(problem: str | None) -> None:
+    if problem is not None:
+        raise Invalid(problem)
+
+
 def _production_secret_key(value: str, config: Config) -> None:
-    if config.debug:
-        return
-    if len(value) < 50:
-        raise Invalid("must be at least 50 characters when DJANGO_DEBUG is false")
-    if value.startswith("django-insecure"):
-        raise Invalid("must not start with django-insecure when DJANGO_DEBUG is false")
+    if not config.debug:
+        _refuse(secret_key_problem(value))
+
+
+def _production_hosts(value: list[str], config: Config) -> None:
+    if not config.debug:
+        _refuse(allowed_hosts_problem(value))
+
+
+def _admin_url(value: str, config: Config) -> None:
+    _refuse(admin_url_problem(value))
 
 
 class Config:
@@ -163,7 +176,7 @@ class Config:
         "DJANGO_SECRET_KEY",
         Text(),
         "",
-        "At least 50 characters, not starting with `django-insecure`, when DEBUG is false.",
+        "At least 50 characters (5 distinct), not starting with `django-insecure`, when DEBUG is false.",
         derive=lambda config: DEVELOPMENT_SECRET_KEY if config.debug else "",
         default_doc="required when DEBUG is false",
         required=_production,
@@ -174,10 +187,11 @@ class Config:
         "DJANGO_ALLOWED_HOSTS",
         CommaList(),
         list[str](),
-        "Host names this site answers to (the probes answer any).",
+        "Host names this site answers to (the probes answer any); `*` only when DEBUG is true.",
         derive=lambda config: ["localhost", "127.0.0.1", "[::1]"] if config.debug else [],
         default_doc="required when DEBUG is false; `localhost,127.0.0.1,[::1]` when true",
         required=_production,
+        check=_production_hosts,
     )
     csrf_trusted_origins = Variable(
         "DJANGO_CSRF_TRUSTED_ORIGINS", CommaList(), list[str](), "`https://` origins allowed to POST (behind a proxy)."
@@ -221,12 +235,12 @@ class Config:
         default_doc="`0`",
     )
     healthcheck_token: Variable[str | None] = Variable(
-        "HEALTHCHECK_TOKEN", Text(), None, "Bearer token that unlocks health details.", secret=True
+        "HEALTHCHECK_TOKEN", Token(), None, "Bearer token that unlocks health details.", secret=True
     )
     web_concurrency = Variable("WEB_CONCURRENCY", Integer(1), 2, "gunicorn worker processes (never the host's cores).")
     forwarded_allow_ips = Variable(
         "FORWARDED_ALLOW_IPS",
-        CommaList(),
+        Networks(),
         ["127.0.0.1", "::1"],
         "Proxies whose `X-Forwarded-*` headers gunicorn trusts.",
         default_doc="`127.0.0.1,::1`",
@@ -277,7 +291,13 @@ class Config:
         False,
         "Trust `X-Forwarded-Proto: https` (only behind a proxy that sets it).",
     )
-    admin_url = Variable("DJANGO_ADMIN_URL", URLPath(), "admin/", "Where the admin and the queue dashboard live.")
+    admin_url = Variable(
+        "DJANGO_ADMIN_URL",
+        URLPath(),
+        "admin/",
+        "Where the admin and the queue dashboard live; no `.` or `..` segment, not under a probe path.",
+        check=_admin_url,
+    )
 
     def __init__(self) -> None:
         self._values: dict[str, Any] = {}

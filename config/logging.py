@@ -68,8 +68,30 @@ class HealthProbeAccessFilter(logging.Filter):
         path = _access_path(record)
         if path is None or not self.pattern.match(path):
             return True
-        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return _demote(record, logging.DEBUG, logging.getLogger())
+
+
+class Routine(logging.Filter):
+    """A logger's records are routine, not alerts: logged at ``level`` at most.
+
+    ``DisallowedHost`` is internet noise (scanners try every address with any Host header);
+    Django logs it at ERROR, which would page someone for nothing.
+    """
+
+    def __init__(self, level: str = "WARNING") -> None:
+        super().__init__()
+        self.level = logging.getLevelNamesMapping()[level]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= self.level:
+            return True
+        return _demote(record, self.level, logging.getLogger(record.name))
+
+
+def _demote(record: logging.LogRecord, level: int, logger: logging.Logger) -> bool:
+    """Give ``record`` the lower ``level``; keep it only if ``logger`` logs that level."""
+    record.levelno, record.levelname = level, logging.getLevelName(level)
+    return logger.isEnabledFor(level)
 
 
 def _access_path(record: logging.LogRecord) -> str | None:
@@ -139,7 +161,8 @@ def build_logging_config(level: str, fmt: str, quiet_paths: Iterable[str] = PROB
         "disable_existing_loggers": False,
         "formatters": {"structured": {"()": "config.logging.build_formatter", "fmt": fmt}},
         "filters": {
-            "health_probe_access": {"()": "config.logging.HealthProbeAccessFilter", "paths": list(quiet_paths)}
+            "health_probe_access": {"()": "config.logging.HealthProbeAccessFilter", "paths": list(quiet_paths)},
+            "routine": {"()": "config.logging.Routine", "level": "WARNING"},
         },
         "handlers": {"stderr": handler},
         "root": {"handlers": ["stderr"], "level": level},
@@ -149,6 +172,7 @@ def build_logging_config(level: str, fmt: str, quiet_paths: Iterable[str] = PROB
             "django.server": {"handlers": [], "level": level, "propagate": True},
             "django.request": {"handlers": [], "level": level, "propagate": True},
             "django.db.backends": {"handlers": [], "level": "INFO", "propagate": True},
+            "django.security.DisallowedHost": {"handlers": [], "filters": ["routine"], "propagate": True},
             "gunicorn.error": {"handlers": [], "level": level, "propagate": True},
             "gunicorn.access": {"handlers": [], "level": level, "propagate": True},
             "rq.worker": {"handlers": [], "level": level, "propagate": True},
