@@ -62,11 +62,12 @@ class HealthProbeAccessFilter(logging.Filter):
     def __init__(self, paths: Iterable[str] = PROBE_PATHS) -> None:
         super().__init__()
         # An access line's path (gunicorn's has no query string; runserver's request line may).
-        self.pattern = re.compile(r"^/(" + "|".join(map(re.escape, paths)) + r")/?(\?.*)?$")
+        # Whole paths only: "/healthz\n" is not a probe, and its line must not be hidden.
+        self.pattern = re.compile(r"/(" + "|".join(map(re.escape, paths)) + r")/?(\?.*)?")
 
     def filter(self, record: logging.LogRecord) -> bool:
         path = _access_path(record)
-        if path is None or not self.pattern.match(path):
+        if path is None or not self.pattern.fullmatch(path):
             return True
         return _demote(record, logging.DEBUG, logging.getLogger())
 
