@@ -71,11 +71,11 @@ def test_a_probe_with_too_many_parameters_still_answers_json(
 
 def test_details_still_follow_the_last_verbose_parameter(client: Client, settings) -> None:
     settings.HEALTHCHECK_TOKEN = TOKEN
-    bearer = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
-    assert "checks" in client.get(f"/healthz?{MANY_PARAMETERS}&verbose=1", **bearer).json()
-    assert "checks" in client.get("/healthz?verbose=0&verbose=1", **bearer).json()
-    assert "checks" not in client.get("/healthz?verbose=1&verbose=0", **bearer).json()
-    assert "checks" not in client.get("/healthz?verbose=true", **bearer).json()
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert "checks" in client.get(f"/healthz?{MANY_PARAMETERS}&verbose=1", headers=bearer).json()
+    assert "checks" in client.get("/healthz?verbose=0&verbose=1", headers=bearer).json()
+    assert "checks" not in client.get("/healthz?verbose=1&verbose=0", headers=bearer).json()
+    assert "checks" not in client.get("/healthz?verbose=true", headers=bearer).json()
 
 
 @pytest.mark.slow
