@@ -27,6 +27,7 @@ def test_the_settings_pass_the_hardening_checks() -> None:
         ({"ALLOWED_HOSTS": ["*"]}, "core.E001", "ALLOWED_HOSTS must name the hosts, not *"),
         ({"HEALTHCHECK_TOKEN": "too-short"}, "core.E002", "HEALTHCHECK_TOKEN must be at least 32 characters"),
         ({"METRICS_TOKEN": "x" * 20}, "core.E002", "METRICS_TOKEN must be at least 32 characters"),
+        ({"RQ_API_TOKEN": "\u00e9" * 40}, "core.E002", "RQ_API_TOKEN must be at least 32 characters"),
         ({"ADMIN_URL": "ops/../admin/"}, "core.E003", "ADMIN_URL must not contain . or .. segments"),
         ({"ADMIN_URL": "readyz/"}, "core.E003", "ADMIN_URL must not start with a probe path"),
     ],

@@ -14,8 +14,9 @@ from django.core.checks import CheckMessage, Error, Tags, register
 
 from apps.common.security_rules import admin_url_problem, allowed_hosts_problem, token_problem
 
-# Settings that hold a Bearer token, when they are set (METRICS_TOKEN arrives with /metrics).
-TOKEN_SETTINGS = ("HEALTHCHECK_TOKEN", "METRICS_TOKEN")
+# Settings that hold a Bearer token, when they are set (METRICS_TOKEN arrives with /metrics; RQ_API_TOKEN
+# unlocks the queue statistics, apps.core.queue_dashboard).
+TOKEN_SETTINGS = ("HEALTHCHECK_TOKEN", "METRICS_TOKEN", "RQ_API_TOKEN")
 
 
 @register(Tags.security, deploy=True)

@@ -133,6 +133,10 @@ RQ = {
     # How long a finished job's result stays readable (ContextQueue applies it to enqueue()).
     "DEFAULT_RESULT_TTL": 3600,
 }
+# The dashboard is routed once, behind its permission (apps.core.queue_dashboard); django-rq's own
+# admin registration would add a second copy of every view at <admin>/django_rq/dashboard/ with
+# staff-only checks and its crashing token comparison.
+RQ_SHOW_ADMIN_LINK = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
