@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 
 import environ
 
+from apps.common.forwarded import trusted_networks
 from apps.common.numbers import decimal_number, whole_number
-from apps.common.security_rules import MIN_TOKEN_LENGTH, token_problem, trusted_networks
+from apps.common.security_rules import MIN_TOKEN_LENGTH, token_problem
 
 T_co = TypeVar("T_co", covariant=True)
 

@@ -7,7 +7,6 @@ same rules to the settings themselves, however they were made.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 
 from apps.common.probe_paths import PROBE_PATHS
@@ -50,15 +49,3 @@ def admin_url_problem(path: str) -> str | None:
     if segments[0] in PROBE_PATHS:
         return f"must not start with a probe path ({', '.join(PROBE_PATHS)})"
     return None
-
-
-def trusted_networks(entries: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
-    """``FORWARDED_ALLOW_IPS`` as networks (an address is a network of one); ``None`` means ``*``.
-
-    The same reading as gunicorn's: ``*`` trusts every peer, anything else must be an address or
-    a network with no host bits set (``10.0.0.0/8``, not ``10.0.0.1/8``); ``ValueError`` otherwise.
-    """
-    entries = list(entries)
-    if "*" in entries:
-        return None
-    return [ipaddress.ip_network(entry) for entry in entries]

@@ -176,7 +176,12 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = _config.secure_hsts_include_subdomains
 SECURE_HSTS_PRELOAD = _config.secure_hsts_preload
 SESSION_COOKIE_SECURE = _config.secure_cookies
 CSRF_COOKIE_SECURE = _config.secure_cookies
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _config.secure_proxy_ssl_header else None
+# One rule for forwarded headers (docs/security.md): only peers in FORWARDED_ALLOW_IPS are believed.
+# The scheme is gunicorn's to decide (wsgi.url_scheme, from X-Forwarded-Proto when
+# DJANGO_SECURE_PROXY_SSL_HEADER is true, see gunicorn.conf.py); Django reading the header itself
+# would believe it from every peer.
+SECURE_PROXY_SSL_HEADER = None
+FORWARDED_ALLOW_IPS = _config.forwarded_allow_ips
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 # Error pages and reports mask passwords inside URLs (REDIS_URL, CACHES, RQ_QUEUES), even with DEBUG on.
@@ -189,6 +194,9 @@ HEALTHCHECK_TOKEN = _config.healthcheck_token
 # Our RequestIdMiddleware has already validated (or replaced) the header by the time
 # django-structlog reads it, so trusting it is safe.
 DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True
+# Its ip comes from X-Forwarded-For, X-Real-IP or Forwarded from any peer (django-ipware): ours
+# (RequestIdMiddleware, apps.core.client_ip) believes X-Forwarded-For from FORWARDED_ALLOW_IPS only.
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False
 LOG_LEVEL = _config.log_level
 LOG_FORMAT = _config.log_format
 LOGGING = build_logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
