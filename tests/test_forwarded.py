@@ -37,9 +37,8 @@ def _get(server: Server, path: str, headers: dict[str, str], source: str = ALLOW
 
 
 def _server(**overrides: str) -> Iterator[Server]:
-    environment = project_env(
-        FORWARDED_ALLOW_IPS=ALLOWED, WEB_CONCURRENCY="1", LOG_LEVEL="INFO", LOG_FORMAT="json", **overrides
-    )
+    settings = {"FORWARDED_ALLOW_IPS": ALLOWED, "WEB_CONCURRENCY": "1", "LOG_LEVEL": "INFO", **overrides}
+    environment = {**project_env(), **settings}
     with Server(environment) as server:
         yield server
 
