@@ -6,6 +6,7 @@ defaults (log format, HTTPS hardening), every value can still be set explicitly.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -33,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_structlog",
     "django_rq",
+    "axes",
     "apps.core",
     "apps.health",
 ]
@@ -53,6 +55,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # After AuthenticationMiddleware so request lines carry the user id.
     "django_structlog.middlewares.RequestMiddleware",
+    # Turns a locked-out login into its 429 page (no database work on other requests).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -137,6 +141,23 @@ RQ = {
 # admin registration would add a second copy of every view at <admin>/django_rq/dashboard/ with
 # staff-only checks and its crashing token comparison.
 RQ_SHOW_ADMIN_LINK = False
+
+# Failed logins are counted per client address (apps.core.client_ip: the forwarded-headers rule)
+# and locked out after AXES_FAILURE_LIMIT within AXES_COOLOFF_TIME. Axes's backend comes first: a
+# locked-out client is refused before any password is hashed (docs/security.md).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = 10
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "apps.core.client_ip.client_ip"
+# Stored with each attempt: never the password (axes's rule), nor the CSRF token.
+AXES_SENSITIVE_PARAMETERS = ["password", "csrfmiddlewaretoken"]
+# Our own structured lines instead (apps.core.login_log: login_failed, login_locked_out).
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
