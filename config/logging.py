@@ -177,6 +177,8 @@ def build_logging_config(level: str, fmt: str, quiet_paths: Iterable[str] = PROB
             "gunicorn.error": {"handlers": [], "level": level, "propagate": True},
             "gunicorn.access": {"handlers": [], "level": level, "propagate": True},
             "rq.worker": {"handlers": [], "level": level, "propagate": True},
+            # django-axes narrates every login at INFO; its WARNING per failure (and ours) is enough.
+            "axes": {"handlers": [], "level": "WARNING", "propagate": True},
         },
     }
 

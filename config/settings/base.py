@@ -46,6 +46,8 @@ MIDDLEWARE = [
     # orchestrators probe the pod IP over plain HTTP.
     "apps.health.middleware.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy and Permissions-Policy on HTML pages (SECURE_CSP, PERMISSIONS_POLICY).
+    "apps.core.security_headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -156,8 +158,6 @@ AXES_RESET_ON_SUCCESS = True
 AXES_CLIENT_IP_CALLABLE = "apps.core.client_ip.client_ip"
 # Stored with each attempt: never the password (axes's rule), nor the CSRF token.
 AXES_SENSITIVE_PARAMETERS = ["password", "csrfmiddlewaretoken"]
-# Our own structured lines instead (apps.core.login_log: login_failed, login_locked_out).
-AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -205,6 +205,44 @@ SECURE_PROXY_SSL_HEADER = None
 FORWARDED_ALLOW_IPS = _config.forwarded_allow_ips
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy for HTML pages (apps.core.security_headers), in the form of Django 6.0's
+# SECURE_CSP. Everything from this origin only; no inline script or style, except django-rq's own
+# (the queue dashboard): one inline script, three <style> blocks and two style attributes, each
+# allowed by its hash (tests/test_security_headers.py recomputes them from the installed templates).
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'", "'sha256-1kZe1KRxelr3ptMPsod17Z6BDvbtm4WcufgsZGvsErM='"],
+    "style-src": [
+        "'self'",
+        "'sha256-v5MY146GJAjl1QbCe2MklIw9r0xCNOWCEWSPd53tlgQ='",  # the dashboard's <style>
+        "'sha256-KKjBAGERxCMkpnyRzzx30Ft5uJyWEE4TggCMJ9MJhMw='",  # its confirmation pages
+        "'sha256-3HT4TFoCN6UZR/IBz5IGZ/l8VEv+BIOqCR558/XA3Jg='",  # a result's and a worker's page
+    ],
+    "style-src-attr": [
+        "'unsafe-hashes'",
+        "'sha256-k21rurKGtu5SGB1OFBbco10qy802mANKUYnLClIu1eQ='",  # margin-top: 20px;
+        "'sha256-BSTKIYoPCaklkJ9YS/ZVYuKW8e+DG8jZJCXznBzHjgg='",  # display: inline-block;
+    ],
+    "img-src": ["'self'", "data:"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+# Browser features this service never uses, off for every page and anything it embeds.
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "camera",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "payment",
+        "usb",
+    )
+}
 # Error pages and reports mask passwords inside URLs (REDIS_URL, CACHES, RQ_QUEUES), even with DEBUG on.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "apps.core.error_reports.SecretMaskingFilter"
 
