@@ -242,7 +242,7 @@ class Config:
         "FORWARDED_ALLOW_IPS",
         Networks(),
         ["127.0.0.1", "::1"],
-        "Proxies whose `X-Forwarded-*` headers gunicorn trusts.",
+        "Proxies believed about the request: its scheme and `X-Forwarded-For` (docs/security.md).",
         default_doc="`127.0.0.1,::1`",
     )
     secure_ssl_redirect = Variable(
@@ -289,7 +289,7 @@ class Config:
         "DJANGO_SECURE_PROXY_SSL_HEADER",
         Boolean(),
         False,
-        "Trust `X-Forwarded-Proto: https` (only behind a proxy that sets it).",
+        "`X-Forwarded-Proto: https` from `FORWARDED_ALLOW_IPS` marks a request secure (a proxy that sets it).",
     )
     admin_url = Variable(
         "DJANGO_ADMIN_URL",
