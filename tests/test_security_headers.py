@@ -1,6 +1,6 @@
 """Security headers on HTML pages, and the admin working under them in a real browser.
 
-The browser test runs Debian's headless Chromium (through chromedriver) against real gunicorn
+The browser test runs Debian's headless Chromium (harness.browser) against real gunicorn
 with the production settings, logs in, walks the admin and the queue dashboard, and reads the
 console: no Content-Security-Policy violation may appear.
 """
@@ -10,11 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import django_rq
 import pytest
@@ -23,10 +20,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.test import Client, override_settings
 
+from harness.browser import Browser, missing
 from harness.project import Server, project_env
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
 PASSWORD = "browser-password-Mn3Bv8"
 
 
@@ -90,51 +86,25 @@ def admin_server(transactional_db: None, collected_static: None) -> Iterator[Ser
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("headless Chromium is not installed (apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+def browser() -> Iterator[Browser]:
+    reason = missing()
+    if reason is not None:
+        pytest.skip(reason)
+    with Browser() as session:
+        yield session
 
 
-def _violations(driver: Any) -> list[str]:
-    messages = [entry["message"] for entry in driver.get_log("browser")]
-    return [m for m in messages if "Content Security Policy" in m or "Refused to" in m]
+def _violations(browser: Browser) -> list[str]:
+    return [m for m in browser.console() if "Content Security Policy" in m or "Refused to" in m]
 
 
 @pytest.mark.slow
-def test_the_admin_works_under_the_policy_in_a_real_browser(admin_server: Server, browser: Any) -> None:
-    from selenium.webdriver.common.by import By
-
+def test_the_admin_works_under_the_policy_in_a_real_browser(admin_server: Server, browser: Browser) -> None:
     browser.get(admin_server.url + "/admin/login/")
-    browser.find_element(By.NAME, "username").send_keys("browser")
-    browser.find_element(By.NAME, "password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    assert "Site administration" in browser.page_source, admin_server.output()[-2000:]
+    browser.type("input[name=username]", "browser")
+    browser.type("input[name=password]", PASSWORD)
+    browser.click("input[type=submit]")
+    assert "Site administration" in browser.source(), admin_server.output()[-2000:]
     pages = {
         "/admin/": "Site administration",
         "/admin/auth/user/": "Select user to change",
@@ -146,16 +116,15 @@ def test_the_admin_works_under_the_policy_in_a_real_browser(admin_server: Server
     }
     for path, text in pages.items():
         browser.get(admin_server.url + path)
-        assert text in browser.page_source, path
-        # The admin's scripts ran (the theme toggle and the permission picker are built by them).
+        assert text in browser.source(), path
         assert _violations(browser) == [], path
     browser.get(admin_server.url + "/admin/auth/group/add/")
-    assert browser.find_elements(By.CSS_SELECTOR, ".selector-available"), "SelectFilter2.js did not run"
+    assert browser.count(".selector-available"), "the admin's own scripts did not run (SelectFilter2.js)"
 
     # The console is really read, and the policy really enforced: injected inline code is refused.
-    browser.execute_script(
+    browser.execute(
         "const s = document.createElement('script'); s.textContent = 'window.injected = 1';"
         "document.body.appendChild(s);"
     )
-    assert browser.execute_script("return window.injected === undefined")
+    assert browser.execute("return window.injected === undefined")
     assert any("inline script" in message for message in _violations(browser))
