@@ -94,3 +94,35 @@ def test_probes_answer_while_a_client_is_locked_out(admin_user: Any) -> None:
         _attempt(client, WRONG)
     assert client.get("/healthz").status_code == 200
     assert client.get("/livez").status_code == 200
+
+
+@pytest.mark.slow
+def test_with_the_database_down_the_login_fails_closed_and_the_probes_answer(collected_static: None) -> None:
+    """Axes counts failures in the database: without one, a login is an error page, never a login."""
+    import re
+    import urllib.parse
+
+    from harness.processes import free_port
+    from harness.project import Server, http_get, project_env
+
+    refused = f"postgres://postgres@127.0.0.1:{free_port()}/app"
+    environment = project_env(DATABASE_URL=refused, DJANGO_SECURE_COOKIES="false", WEB_CONCURRENCY="1")
+    with Server(environment) as server:
+        page = server.get(LOGIN)
+        assert page.status == 200
+        cookie = page.headers["set-cookie"].split(";")[0]
+        found = re.search(rb'name="csrfmiddlewaretoken" value="([^"]+)"', page.body)
+        assert found is not None
+        form = {"csrfmiddlewaretoken": found.group(1).decode(), "username": "root", "password": PASSWORD}
+        request = urllib.request.Request(  # noqa: S310 - the test's own server
+            server.url + LOGIN,
+            data=urllib.parse.urlencode(form).encode(),
+            headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        try:
+            status = urllib.request.urlopen(request, timeout=30).status  # noqa: S310
+        except urllib.error.HTTPError as error:
+            status = error.code
+        assert status == 500
+        assert http_get(server.url + "/livez").status == 200
+        assert http_get(server.url + "/healthz").json() == {"status": "error", "db": "error", "redis": "ok"}
