@@ -30,7 +30,13 @@ timeout = 30
 # Shorter than Docker's default 10 s stop grace period, so in-flight requests finish cleanly.
 graceful_timeout = 8
 keepalive = 5
+# One rule for forwarded headers (docs/security.md): only these peers may set them, and only
+# X-Forwarded-Proto (when DJANGO_SECURE_PROXY_SSL_HEADER is true) may make a request https.
+# gunicorn's defaults also believe X-Forwarded-Ssl and X-Forwarded-Protocol, whatever the setting,
+# and take a SCRIPT_NAME header as the WSGI SCRIPT_NAME (every URL moved under a prefix): none of that.
 forwarded_allow_ips = ",".join(_config.forwarded_allow_ips)
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"} if _config.secure_proxy_ssl_header else {}
+forwarder_headers = ""
 # gunicorn 27 opens a control socket in ~/.gunicorn by default: parallel instances collide and a
 # non-root user without a home cannot create it. Nothing here uses it.
 control_socket_disable = True

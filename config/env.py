@@ -20,6 +20,8 @@ from typing import Any, Generic, TypeVar, overload
 
 import environ
 
+from apps.common.masking import MASK, mask_secrets
+from apps.common.security_rules import admin_url_problem, allowed_hosts_problem, secret_key_problem
 from config.rules import (
     Boolean,
     Choice,
@@ -27,10 +29,12 @@ from config.rules import (
     DatabaseURL,
     Integer,
     Invalid,
+    Networks,
     RedisURL,
     Rule,
     Seconds,
     Text,
+    Token,
     URLPath,
 )
 
@@ -57,6 +61,9 @@ class Variable(Generic[T]):
     variables declared before (DEBUG decides several defaults). ``required`` may depend on them
     too, and ``check`` applies rules that involve them. Reading ``config.<attribute>`` gives the
     parsed, typed value.
+
+    ``secret``: the value is (or carries) a secret. ``repr(config)`` shows it masked: a password
+    in a URL or a ``DATABASES`` entry as ``***``, any other secret value as ``***`` whole.
     """
 
     def __init__(
@@ -70,9 +77,10 @@ class Variable(Generic[T]):
         default_doc: str | None = None,
         required: bool | Callable[[Config], bool] = False,
         check: Callable[[T, Config], None] | None = None,
+        secret: bool = False,
     ) -> None:
         self.name, self.rule, self.default, self.doc = name, rule, default, doc
-        self.derive, self.required, self.check = derive, required, check
+        self.derive, self.required, self.check, self.secret = derive, required, check, secret
         self._default_doc = default_doc
         self.attribute = ""
 
@@ -88,6 +96,14 @@ class Variable(Generic[T]):
             return self
         value: T = config._values[self.attribute]
         return value
+
+    def shown(self, value: T) -> object:
+        """``value`` as ``repr(config)`` may show it: a secret masked, the rest as it is."""
+        if not self.secret or not value:
+            return value
+        if isinstance(value, str) and "://" not in value:
+            return MASK  # a key or a token: nothing of it is safe to show
+        return mask_secrets(value)
 
     def is_required(self, config: Config) -> bool:
         return self.required(config) if callable(self.required) else self.required
@@ -129,13 +145,23 @@ def _production(config: Config) -> bool:
     return not config.debug
 
 
+def _refuse(problem: str | None) -> None:
+    if problem is not None:
+        raise Invalid(problem)
+
+
 def _production_secret_key(value: str, config: Config) -> None:
-    if config.debug:
-        return
-    if len(value) < 50:
-        raise Invalid("must be at least 50 characters when DJANGO_DEBUG is false")
-    if value.startswith("django-insecure"):
-        raise Invalid("must not start with django-insecure when DJANGO_DEBUG is false")
+    if not config.debug:
+        _refuse(secret_key_problem(value))
+
+
+def _production_hosts(value: list[str], config: Config) -> None:
+    if not config.debug:
+        _refuse(allowed_hosts_problem(value))
+
+
+def _admin_url(value: str, config: Config) -> None:
+    _refuse(admin_url_problem(value))
 
 
 class Config:
@@ -150,20 +176,22 @@ class Config:
         "DJANGO_SECRET_KEY",
         Text(),
         "",
-        "At least 50 characters, not starting with `django-insecure`, when DEBUG is false.",
+        "At least 50 characters (5 distinct), not starting with `django-insecure`, when DEBUG is false.",
         derive=lambda config: DEVELOPMENT_SECRET_KEY if config.debug else "",
         default_doc="required when DEBUG is false",
         required=_production,
         check=_production_secret_key,
+        secret=True,
     )
     allowed_hosts = Variable(
         "DJANGO_ALLOWED_HOSTS",
         CommaList(),
         list[str](),
-        "Host names this site answers to (the probes answer any).",
+        "Host names this site answers to (the probes answer any); `*` only when DEBUG is true.",
         derive=lambda config: ["localhost", "127.0.0.1", "[::1]"] if config.debug else [],
         default_doc="required when DEBUG is false; `localhost,127.0.0.1,[::1]` when true",
         required=_production,
+        check=_production_hosts,
     )
     csrf_trusted_origins = Variable(
         "DJANGO_CSRF_TRUSTED_ORIGINS", CommaList(), list[str](), "`https://` origins allowed to POST (behind a proxy)."
@@ -174,9 +202,15 @@ class Config:
         dict[str, Any](),
         "The database. SQLite: a file; a relative path is under the project root.",
         required=True,
+        secret=True,
     )
     redis_url = Variable(
-        "REDIS_URL", RedisURL(), "", "The cache and the queues; a database number after the host.", required=True
+        "REDIS_URL",
+        RedisURL(),
+        "",
+        "The cache and the queues; a database number after the host.",
+        required=True,
+        secret=True,
     )
     port = Variable("PORT", Integer(1, 65535), 8000, "Where `make run`, gunicorn and compose listen.")
     log_level = Variable(
@@ -201,14 +235,14 @@ class Config:
         default_doc="`0`",
     )
     healthcheck_token: Variable[str | None] = Variable(
-        "HEALTHCHECK_TOKEN", Text(), None, "Bearer token that unlocks health details."
+        "HEALTHCHECK_TOKEN", Token(), None, "Bearer token that unlocks health details.", secret=True
     )
     web_concurrency = Variable("WEB_CONCURRENCY", Integer(1), 2, "gunicorn worker processes (never the host's cores).")
     forwarded_allow_ips = Variable(
         "FORWARDED_ALLOW_IPS",
-        CommaList(),
+        Networks(),
         ["127.0.0.1", "::1"],
-        "Proxies whose `X-Forwarded-*` headers gunicorn trusts.",
+        "Proxies believed about the request: its scheme and `X-Forwarded-For` (docs/security.md).",
         default_doc="`127.0.0.1,::1`",
     )
     secure_ssl_redirect = Variable(
@@ -255,12 +289,25 @@ class Config:
         "DJANGO_SECURE_PROXY_SSL_HEADER",
         Boolean(),
         False,
-        "Trust `X-Forwarded-Proto: https` (only behind a proxy that sets it).",
+        "`X-Forwarded-Proto: https` from `FORWARDED_ALLOW_IPS` marks a request secure (a proxy that sets it).",
     )
-    admin_url = Variable("DJANGO_ADMIN_URL", URLPath(), "admin/", "Where the admin and the queue dashboard live.")
+    admin_url = Variable(
+        "DJANGO_ADMIN_URL",
+        URLPath(),
+        "admin/",
+        "Where the admin and the queue dashboard live; no `.` or `..` segment, not under a probe path.",
+        check=_admin_url,
+    )
 
     def __init__(self) -> None:
         self._values: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        # Secrets masked: a Config that ends up in a debug page, a traceback or a log line
+        # must not carry the key, the passwords or the tokens along.
+        values = self._values
+        shown = (f"{v.attribute}={v.shown(values[v.attribute])!r}" for v in VARIABLES if v.attribute in values)
+        return f"Config({', '.join(shown)})"
 
     @classmethod
     def variables(cls) -> tuple[Variable[Any], ...]:

@@ -62,14 +62,37 @@ class HealthProbeAccessFilter(logging.Filter):
     def __init__(self, paths: Iterable[str] = PROBE_PATHS) -> None:
         super().__init__()
         # An access line's path (gunicorn's has no query string; runserver's request line may).
-        self.pattern = re.compile(r"^/(" + "|".join(map(re.escape, paths)) + r")/?(\?.*)?$")
+        # Whole paths only: "/healthz\n" is not a probe, and its line must not be hidden.
+        self.pattern = re.compile(r"/(" + "|".join(map(re.escape, paths)) + r")/?(\?.*)?")
 
     def filter(self, record: logging.LogRecord) -> bool:
         path = _access_path(record)
-        if path is None or not self.pattern.match(path):
+        if path is None or not self.pattern.fullmatch(path):
             return True
-        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
-        return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return _demote(record, logging.DEBUG, logging.getLogger())
+
+
+class Routine(logging.Filter):
+    """A logger's records are routine, not alerts: logged at ``level`` at most.
+
+    ``DisallowedHost`` is internet noise (scanners try every address with any Host header);
+    Django logs it at ERROR, which would page someone for nothing.
+    """
+
+    def __init__(self, level: str = "WARNING") -> None:
+        super().__init__()
+        self.level = logging.getLevelNamesMapping()[level]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno <= self.level:
+            return True
+        return _demote(record, self.level, logging.getLogger(record.name))
+
+
+def _demote(record: logging.LogRecord, level: int, logger: logging.Logger) -> bool:
+    """Give ``record`` the lower ``level``; keep it only if ``logger`` logs that level."""
+    record.levelno, record.levelname = level, logging.getLevelName(level)
+    return logger.isEnabledFor(level)
 
 
 def _access_path(record: logging.LogRecord) -> str | None:
@@ -139,7 +162,8 @@ def build_logging_config(level: str, fmt: str, quiet_paths: Iterable[str] = PROB
         "disable_existing_loggers": False,
         "formatters": {"structured": {"()": "config.logging.build_formatter", "fmt": fmt}},
         "filters": {
-            "health_probe_access": {"()": "config.logging.HealthProbeAccessFilter", "paths": list(quiet_paths)}
+            "health_probe_access": {"()": "config.logging.HealthProbeAccessFilter", "paths": list(quiet_paths)},
+            "routine": {"()": "config.logging.Routine", "level": "WARNING"},
         },
         "handlers": {"stderr": handler},
         "root": {"handlers": ["stderr"], "level": level},
@@ -149,9 +173,12 @@ def build_logging_config(level: str, fmt: str, quiet_paths: Iterable[str] = PROB
             "django.server": {"handlers": [], "level": level, "propagate": True},
             "django.request": {"handlers": [], "level": level, "propagate": True},
             "django.db.backends": {"handlers": [], "level": "INFO", "propagate": True},
+            "django.security.DisallowedHost": {"handlers": [], "filters": ["routine"], "propagate": True},
             "gunicorn.error": {"handlers": [], "level": level, "propagate": True},
             "gunicorn.access": {"handlers": [], "level": level, "propagate": True},
             "rq.worker": {"handlers": [], "level": level, "propagate": True},
+            # django-axes narrates every login at INFO; its WARNING per failure (and ours) is enough.
+            "axes": {"handlers": [], "level": "WARNING", "propagate": True},
         },
     }
 

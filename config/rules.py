@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 
 import environ
 
+from apps.common.forwarded import trusted_networks
 from apps.common.numbers import decimal_number, whole_number
+from apps.common.security_rules import MIN_TOKEN_LENGTH, token_problem
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -127,6 +129,34 @@ class CommaList:
         if not items:
             raise Invalid("must be a comma-separated list with at least one entry")
         return items
+
+
+@dataclass(frozen=True)
+class Token:
+    """A Bearer token (``HEALTHCHECK_TOKEN``): long, and plain enough for an HTTP header."""
+
+    kind: str = f"str, {MIN_TOKEN_LENGTH}+ characters"
+
+    def __call__(self, value: str) -> str:
+        problem = token_problem(value)
+        if problem is not None:
+            raise Invalid(problem)
+        return value
+
+
+@dataclass(frozen=True)
+class Networks:
+    """Peer addresses or networks (``10.0.0.0/8``), comma-separated, or ``*`` for every peer."""
+
+    kind: str = "comma list of addresses or networks, or `*`"
+
+    def __call__(self, value: str) -> list[str]:
+        entries = CommaList()(value)
+        try:
+            trusted_networks(entries)
+        except ValueError:
+            raise Invalid("must be IP addresses or networks such as 10.0.0.0/8, comma-separated, or *") from None
+        return entries
 
 
 def _scheme(value: str) -> str:

@@ -10,7 +10,8 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("apps.health.urls")),
-    path(settings.ADMIN_URL + "django_rq/", include("django_rq.urls")),
+    # django-rq's views behind the queue permission; its token API only with a token configured.
+    path(settings.ADMIN_URL + "django_rq/", include("apps.core.queue_dashboard")),
     path(settings.ADMIN_URL, admin.site.urls),
     path("", include("apps.core.urls")),
 ]

@@ -24,7 +24,7 @@ from harness.project import DATABASE_URL, PYTHON, ROOT, ProbeAnswer, Server, pro
 from harness.servers import BlackHole, DelayProxy, PostgresCluster, RedisServer
 from tests.support import caches_at
 
-TOKEN = "fault-test-token-0123456789"
+TOKEN = "fault-test-token-0123456789-abcdefghij"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DEADLINE = 1.0
 MARGIN = 0.25  # the contract: an answer within HEALTHCHECK_TIMEOUT + 0.25 s

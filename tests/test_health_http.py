@@ -17,6 +17,7 @@ from tests.support import caches_at
 pytestmark = pytest.mark.django_db
 
 HEALTHY = {"status": "ok", "db": "ok", "redis": "ok"}
+TOKEN = "probe-token-0123456789-abcdefghijklmnop"
 
 
 @pytest.fixture
@@ -140,7 +141,7 @@ class TestRequestId:
 
 @pytest.fixture
 def token(settings) -> str:
-    settings.HEALTHCHECK_TOKEN = "probe-token-0123456789"
+    settings.HEALTHCHECK_TOKEN = TOKEN
     return settings.HEALTHCHECK_TOKEN
 
 
@@ -150,12 +151,12 @@ class TestDetails:
         assert client.get("/healthz?verbose=1").json() == HEALTHY
 
     def test_a_wrong_token_gets_the_plain_body(self, client: Client) -> None:
-        for header in ("Bearer wrong-token", "Bearer probe-token-012345678", "Basic probe-token-0123456789", ""):
+        for header in ("Bearer wrong-token", f"Bearer {TOKEN[:-1]}", f"Basic {TOKEN}", ""):
             response = client.get("/healthz?verbose=1", HTTP_AUTHORIZATION=header)
             assert response.json() == HEALTHY
 
     def test_the_token_unlocks_details(self, client: Client) -> None:
-        body = client.get("/healthz?verbose=1", HTTP_AUTHORIZATION="Bearer probe-token-0123456789").json()
+        body = client.get("/healthz?verbose=1", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").json()
         assert {key: body[key] for key in HEALTHY} == HEALTHY
         assert set(body["checks"]) == {"db", "redis"}
         for check in body["checks"].values():
@@ -165,7 +166,7 @@ class TestDetails:
             assert 0 <= check["latency_ms"] < 1000
 
     def test_details_name_the_error_category(self, client: Client, redis_down: int) -> None:
-        response = client.get("/healthz?verbose=1", HTTP_AUTHORIZATION="Bearer probe-token-0123456789")
+        response = client.get("/healthz?verbose=1", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
         assert response.status_code == 503
         redis = response.json()["checks"]["redis"]
         assert redis["status"] == "error"
@@ -204,7 +205,7 @@ class TestHealthJson:
         response = client.get(
             "/readyz",
             HTTP_ACCEPT=f"{self.ACCEPT}, application/json;q=0.5",
-            HTTP_AUTHORIZATION="Bearer probe-token-0123456789",
+            HTTP_AUTHORIZATION=f"Bearer {TOKEN}",
         )
         checks = json.loads(response.content)["checks"]
         for key in ("db:responseTime", "redis:responseTime"):
@@ -214,7 +215,7 @@ class TestHealthJson:
             assert isinstance(entry["observedValue"], float)
 
     def test_failure_is_fail_with_503(self, client: Client, redis_down: int) -> None:
-        response = client.get("/healthz", HTTP_ACCEPT=self.ACCEPT, HTTP_AUTHORIZATION="Bearer probe-token-0123456789")
+        response = client.get("/healthz", HTTP_ACCEPT=self.ACCEPT, HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
         assert response.status_code == 503
         body = response.json()
         assert body["status"] == "fail"

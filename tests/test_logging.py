@@ -15,7 +15,7 @@ from harness.processes import parse_json_lines, wait_until
 from harness.project import PYTHON, ROOT, Server, project_env, run_manage
 
 SECRET_KEY = "logging-test-secret-key-Zq8wX3vB7nM2kL5pR9tY4uI6oA1sD0fG-very-long"
-TOKEN = "logging-test-token-Hj7Kd93Lm"
+TOKEN = "logging-test-token-Hj7Kd93Lm-Qp4Zx8Wv"
 DB_PASSWORD = "db-password-Xy7Qw2"
 REDIS_PASSWORD_FREE_URL = project_env()["REDIS_URL"]
 SECRETS = (SECRET_KEY, TOKEN, DB_PASSWORD)

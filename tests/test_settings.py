@@ -26,8 +26,11 @@ BROKEN_RULES = [
     ("DJANGO_SECRET_KEY", None, "DJANGO_SECRET_KEY: missing"),
     ("DJANGO_SECRET_KEY", "short-secret-value", "DJANGO_SECRET_KEY: must be at least 50 characters"),
     ("DJANGO_SECRET_KEY", "django-insecure-" + "k" * 60, "DJANGO_SECRET_KEY: must not start with django-insecure"),
+    ("DJANGO_SECRET_KEY", "abcd" * 15, "DJANGO_SECRET_KEY: must have at least 5 distinct characters"),
     ("DJANGO_ALLOWED_HOSTS", None, "DJANGO_ALLOWED_HOSTS: missing"),
     ("DJANGO_ALLOWED_HOSTS", " , ", "DJANGO_ALLOWED_HOSTS: must be a comma-separated list"),
+    ("DJANGO_ALLOWED_HOSTS", "*", "DJANGO_ALLOWED_HOSTS: must name the hosts, not *, when DJANGO_DEBUG is false"),
+    ("DJANGO_ALLOWED_HOSTS", "example.com,*", "DJANGO_ALLOWED_HOSTS: must name the hosts, not *"),
     ("DATABASE_URL", None, "DATABASE_URL: missing"),
     ("DATABASE_URL", "mysql://root:hunter2@db/app", "DATABASE_URL: must be a postgres://"),
     ("DATABASE_URL", "postgres://u:hunter2@db:5432/", "DATABASE_URL: must name a database"),
@@ -47,12 +50,22 @@ BROKEN_RULES = [
     ("HEALTHCHECK_TIMEOUT", "nan", "HEALTHCHECK_TIMEOUT: must be a number of seconds > 0 and <= 30"),
     ("HEALTHCHECK_CACHE_SECONDS", "-1", "HEALTHCHECK_CACHE_SECONDS: must be a number of seconds >= 0"),
     ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY: must be an integer >= 1"),
+    ("HEALTHCHECK_TOKEN", "short-health-token", "HEALTHCHECK_TOKEN: must be at least 32 characters"),
+    ("HEALTHCHECK_TOKEN", "t" * 31, "HEALTHCHECK_TOKEN: must be at least 32 characters"),
+    ("HEALTHCHECK_TOKEN", "spaced out " * 4, "HEALTHCHECK_TOKEN: must be at least 32 characters of printable ASCII"),
+    ("HEALTHCHECK_TOKEN", "t\u00f6ken-" * 6, "HEALTHCHECK_TOKEN: must be at least 32 characters of printable ASCII"),
+    ("FORWARDED_ALLOW_IPS", "proxy.internal", "FORWARDED_ALLOW_IPS: must be IP addresses or networks"),
+    ("FORWARDED_ALLOW_IPS", "10.0.0.1/8", "FORWARDED_ALLOW_IPS: must be IP addresses or networks"),
     ("DJANGO_SECURE_SSL_REDIRECT", "ture", "DJANGO_SECURE_SSL_REDIRECT: must be one of true/false"),
     ("DJANGO_SECURE_HSTS_SECONDS", "-5", "DJANGO_SECURE_HSTS_SECONDS: must be an integer >= 0"),
     ("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", "nope", "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS: must be one of"),
     ("DJANGO_SECURE_HSTS_PRELOAD", "2", "DJANGO_SECURE_HSTS_PRELOAD: must be one of"),
     ("DJANGO_SECURE_COOKIES", "yes please", "DJANGO_SECURE_COOKIES: must be one of"),
     ("DJANGO_ADMIN_URL", "ad min/<script>", "DJANGO_ADMIN_URL: must be a URL path"),
+    ("DJANGO_ADMIN_URL", "ops/../admin", "DJANGO_ADMIN_URL: must not contain . or .. segments"),
+    ("DJANGO_ADMIN_URL", "./admin/", "DJANGO_ADMIN_URL: must not contain . or .. segments"),
+    ("DJANGO_ADMIN_URL", "healthz/", "DJANGO_ADMIN_URL: must not start with a probe path"),
+    ("DJANGO_ADMIN_URL", "livez/admin/", "DJANGO_ADMIN_URL: must not start with a probe path"),
 ]
 
 
@@ -127,8 +140,8 @@ class TestLoad:
 
     def test_dollar_value_is_not_treated_as_a_reference(self) -> None:
         # django-environ would resolve "$NAME" as another variable and name it in its error.
-        config = env.load({**VALID, "DJANGO_SECRET_KEY": "$" + "x" * 60})
-        assert config.secret_key == "$" + "x" * 60
+        config = env.load({**VALID, "DJANGO_SECRET_KEY": "$" + "wxyz" * 15})
+        assert config.secret_key == "$" + "wxyz" * 15
 
     @pytest.mark.parametrize(
         ("url", "name"),
@@ -140,6 +153,21 @@ class TestLoad:
     )
     def test_a_relative_sqlite_path_is_under_the_project_root(self, url: str, name: object) -> None:
         assert env.load({**VALID, "DATABASE_URL": url}).database["NAME"] == str(name)
+
+    def test_development_may_answer_any_host(self) -> None:
+        config = env.load(
+            {"DJANGO_DEBUG": "true", "DATABASE_URL": "sqlite:////tmp/x.sqlite3", "REDIS_URL": "redis://r"}
+        )
+        assert env.load({**dict(VALID), "DJANGO_DEBUG": "true", "DJANGO_ALLOWED_HOSTS": "*"}).allowed_hosts == ["*"]
+        assert config.allowed_hosts == ["localhost", "127.0.0.1", "[::1]"]
+
+    def test_tokens_and_networks_that_pass(self) -> None:
+        config = env.load(
+            {**VALID, "HEALTHCHECK_TOKEN": "T" * 32, "FORWARDED_ALLOW_IPS": "10.0.0.0/8, 192.0.2.7,fd00::/8"}
+        )
+        assert config.healthcheck_token == "T" * 32
+        assert config.forwarded_allow_ips == ["10.0.0.0/8", "192.0.2.7", "fd00::/8"]
+        assert env.load({**VALID, "FORWARDED_ALLOW_IPS": "*"}).forwarded_allow_ips == ["*"]
 
     def test_admin_url_is_normalised(self) -> None:
         assert env.load({**VALID, "DJANGO_ADMIN_URL": "/ops/admin"}).admin_url == "ops/admin/"

@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+MASK = "***"
 _SECRET_QUERY_VALUE = re.compile(r"((?:^|&)[^=&]*(?:password|secret|token)[^=&]*=)[^&]*", re.IGNORECASE)
+# Keys whose values are secrets wherever they appear (Django's DATABASES entry, OPTIONS, a dict of kwargs).
+_SECRET_KEY_NAME = re.compile(r"pass|secret|token|key|auth|credential|signature", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:
@@ -26,6 +29,26 @@ def mask_url(url: str) -> str:
     if not parts.netloc and url.startswith(f"{parts.scheme}://"):
         masked = masked.replace(":", "://", 1)  # urlunsplit drops the empty authority of unix:///
     return masked
+
+
+def has_credentials(text: str) -> bool:
+    """Whether ``text`` is a URL that carries a password (in its user info or its query)."""
+    return "://" in text and mask_url(text) != text
+
+
+def mask_secrets(value: Any) -> Any:
+    """``value`` with every password-bearing part replaced: URLs masked, secret-named keys of
+    mappings (``PASSWORD``, ``sslpassword``, ``token``) hidden, containers walked."""
+    if isinstance(value, str):
+        return mask_url(value) if has_credentials(value) else value
+    if isinstance(value, Mapping):
+        return {
+            key: MASK if isinstance(key, str) and _SECRET_KEY_NAME.search(key) and item else mask_secrets(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return type(value)(mask_secrets(item) for item in value)
+    return value
 
 
 def service_fields(database: Mapping[str, Any], redis_url: str) -> dict[str, str]:

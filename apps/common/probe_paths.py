@@ -11,5 +11,9 @@ PROBE_PATHS = (LIVEZ, READYZ, HEALTHZ)
 
 
 def path_pattern(path: str) -> str:
-    """A URL-conf regex for ``path``: no trailing slash in the contract, one is answered the same."""
-    return rf"^{re.escape(path)}/?$"
+    """A URL-conf regex for ``path``: no trailing slash in the contract, one is answered the same.
+
+    ``\\Z``, never ``$``: ``$`` also matches before a trailing newline, so ``/healthz%0A`` would be
+    exempt from the HTTPS redirect (``SECURE_REDIRECT_EXEMPT`` searches with these patterns).
+    """
+    return rf"^{re.escape(path)}/?\Z"

@@ -1,4 +1,5 @@
-"""Request id: validate the caller's X-Request-ID, bind it to the log context, echo it back."""
+"""Request context: validate the caller's X-Request-ID, bind it and the client's address to the
+log context, echo the id back."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import structlog
 from django.http import HttpRequest, HttpResponseBase
 
 from apps.common import request_context
+from apps.core.client_ip import client_ip
 from apps.core.request_id import accept_or_generate
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -16,7 +18,9 @@ _META_KEY = "HTTP_X_REQUEST_ID"
 
 
 class RequestIdMiddleware:
-    """First in the chain: every later middleware and log line sees only a safe request id.
+    """First in the chain: every later middleware and log line sees only a safe request id, and
+    the client's address by the forwarded-headers rule (``apps.common.forwarded``), never a
+    header an arbitrary client wrote (django-structlog's own ``ip`` is off).
 
     The id is written back into ``request.META`` before anything reads ``request.headers``
     (Django caches it), so django-structlog, which trusts the upstream id, binds the same one.
@@ -32,7 +36,7 @@ class RequestIdMiddleware:
         request.started_at = time.perf_counter()  # type: ignore[attr-defined]
         request_context.remember(request_id)
         structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id, ip=client_ip(request))
         try:
             response = self.get_response(request)
         finally:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -49,7 +50,10 @@ def livez(request: HttpRequest) -> HttpResponse:
 def readyz(request: HttpRequest) -> HttpResponse:
     """PostgreSQL and Redis answer: 200, or 503 naming the failing ones."""
     deadline = time.monotonic() + settings.HEALTHCHECK_TIMEOUT
-    wants_details = request.GET.get("verbose") == "1"
+    # From the raw query string, never request.GET: past DATA_UPLOAD_MAX_NUMBER_FIELDS parameters
+    # that raises, and a probe must answer JSON whatever the query string.
+    verbose = [value for key, value in parse_qsl(request.META.get("QUERY_STRING", "")) if key == "verbose"]
+    wants_details = verbose[-1:] == ["1"]
     health_json = render.wants_health_json(request.META.get("HTTP_ACCEPT", ""))
     # Started before the checks so a staff-session lookup shares their deadline.
     authorisation = access.authorise(request) if wants_details or health_json else access.DENIED

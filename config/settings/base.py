@@ -6,6 +6,7 @@ defaults (log format, HTTPS hardening), every value can still be set explicitly.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -13,13 +14,15 @@ from apps.common.probe_paths import PROBE_PATHS, path_pattern
 from config import env
 from config.logging import build_logging_config
 
-CONFIG = env.load_project_config()
+# Lower case on purpose: Django's settings (and its debug page) take only upper-case names, and
+# the settings below take what they need from it.
+_config = env.load_project_config()
 
 BASE_DIR = env.BASE_DIR
-DEBUG = CONFIG.debug
-SECRET_KEY = CONFIG.secret_key
-ALLOWED_HOSTS = CONFIG.allowed_hosts
-CSRF_TRUSTED_ORIGINS = CONFIG.csrf_trusted_origins
+DEBUG = _config.debug
+SECRET_KEY = _config.secret_key
+ALLOWED_HOSTS = _config.allowed_hosts
+CSRF_TRUSTED_ORIGINS = _config.csrf_trusted_origins
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -31,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_structlog",
     "django_rq",
+    "axes",
     "apps.core",
     "apps.health",
 ]
@@ -42,6 +46,8 @@ MIDDLEWARE = [
     # orchestrators probe the pod IP over plain HTTP.
     "apps.health.middleware.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy and Permissions-Policy on HTML pages (SECURE_CSP, PERMISSIONS_POLICY).
+    "apps.core.security_headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -51,6 +57,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # After AuthenticationMiddleware so request lines carry the user id.
     "django_structlog.middlewares.RequestMiddleware",
+    # Turns a locked-out login into its 429 page (no database work on other requests).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -92,10 +100,10 @@ def _database_settings(parsed: dict[str, Any]) -> dict[str, Any]:
     return database
 
 
-DATABASES = {"default": _database_settings(CONFIG.database)}
+DATABASES = {"default": _database_settings(_config.database)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = CONFIG.redis_url
+REDIS_URL = _config.redis_url
 # Bounded waits on every Redis call: a cache call (and the health probe's handshake) fails
 # within 2 s instead of redis-py's own defaults.
 REDIS_SOCKET_TIMEOUTS = {"socket_connect_timeout": 2, "socket_timeout": 2}
@@ -131,6 +139,25 @@ RQ = {
     # How long a finished job's result stays readable (ContextQueue applies it to enqueue()).
     "DEFAULT_RESULT_TTL": 3600,
 }
+# The dashboard is routed once, behind its permission (apps.core.queue_dashboard); django-rq's own
+# admin registration would add a second copy of every view at <admin>/django_rq/dashboard/ with
+# staff-only checks and its crashing token comparison.
+RQ_SHOW_ADMIN_LINK = False
+
+# Failed logins are counted per client address (apps.core.client_ip: the forwarded-headers rule)
+# and locked out after AXES_FAILURE_LIMIT within AXES_COOLOFF_TIME. Axes's backend comes first: a
+# locked-out client is refused before any password is hashed (docs/security.md).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = 10
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "apps.core.client_ip.client_ip"
+# Stored with each attempt: never the password (axes's rule), nor the CSRF token.
+AXES_SENSITIVE_PARAMETERS = ["password", "csrfmiddlewaretoken"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -159,28 +186,76 @@ STORAGES = {
     },
 }
 
-ADMIN_URL = CONFIG.admin_url
+ADMIN_URL = _config.admin_url
 
 # HTTPS hardening: secure by default when DEBUG is false; each knob has its own variable.
-SECURE_SSL_REDIRECT = CONFIG.secure_ssl_redirect
+SECURE_SSL_REDIRECT = _config.secure_ssl_redirect
 # A backstop only: HealthProbeMiddleware answers these paths before SecurityMiddleware runs.
 SECURE_REDIRECT_EXEMPT = [path_pattern(path) for path in PROBE_PATHS]
-SECURE_HSTS_SECONDS = CONFIG.secure_hsts_seconds
-SECURE_HSTS_INCLUDE_SUBDOMAINS = CONFIG.secure_hsts_include_subdomains
-SECURE_HSTS_PRELOAD = CONFIG.secure_hsts_preload
-SESSION_COOKIE_SECURE = CONFIG.secure_cookies
-CSRF_COOKIE_SECURE = CONFIG.secure_cookies
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if CONFIG.secure_proxy_ssl_header else None
+SECURE_HSTS_SECONDS = _config.secure_hsts_seconds
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _config.secure_hsts_include_subdomains
+SECURE_HSTS_PRELOAD = _config.secure_hsts_preload
+SESSION_COOKIE_SECURE = _config.secure_cookies
+CSRF_COOKIE_SECURE = _config.secure_cookies
+# One rule for forwarded headers (docs/security.md): only peers in FORWARDED_ALLOW_IPS are believed.
+# The scheme is gunicorn's to decide (wsgi.url_scheme, from X-Forwarded-Proto when
+# DJANGO_SECURE_PROXY_SSL_HEADER is true, see gunicorn.conf.py); Django reading the header itself
+# would believe it from every peer.
+SECURE_PROXY_SSL_HEADER = None
+FORWARDED_ALLOW_IPS = _config.forwarded_allow_ips
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy for HTML pages (apps.core.security_headers), in the form of Django 6.0's
+# SECURE_CSP. Everything from this origin only; no inline script or style, except django-rq's own
+# (the queue dashboard): one inline script, three <style> blocks and two style attributes, each
+# allowed by its hash (tests/test_security_headers.py recomputes them from the installed templates).
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'", "'sha256-1kZe1KRxelr3ptMPsod17Z6BDvbtm4WcufgsZGvsErM='"],
+    "style-src": [
+        "'self'",
+        "'sha256-v5MY146GJAjl1QbCe2MklIw9r0xCNOWCEWSPd53tlgQ='",  # the dashboard's <style>
+        "'sha256-KKjBAGERxCMkpnyRzzx30Ft5uJyWEE4TggCMJ9MJhMw='",  # its confirmation pages
+        "'sha256-3HT4TFoCN6UZR/IBz5IGZ/l8VEv+BIOqCR558/XA3Jg='",  # a result's and a worker's page
+    ],
+    "style-src-attr": [
+        "'unsafe-hashes'",
+        "'sha256-k21rurKGtu5SGB1OFBbco10qy802mANKUYnLClIu1eQ='",  # margin-top: 20px;
+        "'sha256-BSTKIYoPCaklkJ9YS/ZVYuKW8e+DG8jZJCXznBzHjgg='",  # display: inline-block;
+    ],
+    "img-src": ["'self'", "data:"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+# Browser features this service never uses, off for every page and anything it embeds.
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "camera",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "payment",
+        "usb",
+    )
+}
+# Error pages and reports mask passwords inside URLs (REDIS_URL, CACHES, RQ_QUEUES), even with DEBUG on.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "apps.core.error_reports.SecretMaskingFilter"
 
-HEALTHCHECK_TIMEOUT = CONFIG.healthcheck_timeout
-HEALTHCHECK_CACHE_SECONDS = CONFIG.healthcheck_cache_seconds
-HEALTHCHECK_TOKEN = CONFIG.healthcheck_token
+HEALTHCHECK_TIMEOUT = _config.healthcheck_timeout
+HEALTHCHECK_CACHE_SECONDS = _config.healthcheck_cache_seconds
+HEALTHCHECK_TOKEN = _config.healthcheck_token
 
 # Our RequestIdMiddleware has already validated (or replaced) the header by the time
 # django-structlog reads it, so trusting it is safe.
 DJANGO_STRUCTLOG_TRUST_UPSTREAM_REQUEST_ID = True
-LOG_LEVEL = CONFIG.log_level
-LOG_FORMAT = CONFIG.log_format
+# Its ip comes from X-Forwarded-For, X-Real-IP or Forwarded from any peer (django-ipware): ours
+# (RequestIdMiddleware, apps.core.client_ip) believes X-Forwarded-For from FORWARDED_ALLOW_IPS only.
+DJANGO_STRUCTLOG_IP_LOGGING_ENABLED = False
+LOG_LEVEL = _config.log_level
+LOG_FORMAT = _config.log_format
 LOGGING = build_logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT)
