@@ -69,7 +69,7 @@ SHARED_PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 BENCH_DB = "bench"
 BENCH_DB_URL = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/7"
-TOKEN = "bench-token-0123456789abcdef"  # noqa: S105 - a throwaway token for throwaway servers
+TOKEN = "bench-token-0123456789abcdef-0123456789"  # noqa: S105 - a throwaway token for throwaway servers
 HEALTHCHECK_TIMEOUT = 1.0  # the contract's default, used unchanged
 FAULT_BUDGET = HEALTHCHECK_TIMEOUT + 0.25
 SLOW_DELAY = 5.0
