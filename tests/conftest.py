@@ -19,10 +19,9 @@ def _close_probe_connections(django_db_setup: None, django_db_blocker) -> Iterat
     Depending on ``django_db_setup`` makes this teardown run before the database is dropped.
     """
     yield
-    from apps.health import access, checks
+    from apps.health import runner
 
-    checks.shutdown()
-    access.shutdown()
+    runner.stop_all()
 
 
 @pytest.fixture(autouse=True)

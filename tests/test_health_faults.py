@@ -288,6 +288,27 @@ def test_probing_opens_no_new_database_connections(postgres_cluster: PostgresClu
         assert connections() == 2
 
 
+def test_a_stopped_worker_closes_its_probe_connections_cleanly(postgres_cluster: PostgresCluster) -> None:
+    """SIGTERM: the gunicorn worker exits through ``sys.exit``, so its ``atexit`` hook runs: it stops
+    the probe threads, and each closes its persistent connection (a Terminate message). A connection
+    merely dropped with the process shows as "unexpected EOF" (logged at DEBUG1) instead."""
+    postgres_cluster.stop()
+    postgres_cluster.start("log_connections=on", "log_disconnections=on", "log_min_messages=debug1")
+    log = postgres_cluster.log_path
+    server = Server(_server_env(DATABASE_URL=postgres_cluster.url)).start()
+    try:
+        worker = _only_worker(server)
+        assert server.get("/healthz").status == 200  # the probe's persistent connection exists now
+        assert log.read_text().count("connection authorized") == 1
+    finally:
+        assert server.stop() == 0
+    (stopped,) = [event for event in server.events() if event["event"] == "background_threads_stopped"]
+    assert stopped["pid"] == worker
+    assert stopped["threads"] == stopped["ended"] == 2  # the db and redis probes
+    wait_until(lambda: "disconnection: session time" in log.read_text(), 15, "the probe connection to end")
+    assert "unexpected EOF on client connection" not in log.read_text()
+
+
 @pytest.mark.django_db
 def test_run_checks_deadline_in_process(black_hole: BlackHole) -> None:
 

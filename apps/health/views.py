@@ -47,7 +47,10 @@ def livez(request: HttpRequest) -> HttpResponse:
 
 @_probe
 def readyz(request: HttpRequest) -> HttpResponse:
-    """PostgreSQL and Redis answer: 200, or 503 naming the failing ones."""
+    """The configured checks (``HEALTH_CHECKS``) answer: 200, or 503 naming the failing ones.
+
+    A failing non-critical check shows as ``"error"`` (health+json: ``"warn"``) but keeps the 200.
+    """
     deadline = time.monotonic() + settings.HEALTHCHECK_TIMEOUT
     wants_details = request.GET.get("verbose") == "1"
     health_json = render.wants_health_json(request.META.get("HTTP_ACCEPT", ""))
