@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 from django.test import override_settings
 
@@ -286,6 +287,67 @@ def test_probing_opens_no_new_database_connections(postgres_cluster: PostgresClu
         assert connections() == 2
         assert set(probe_many(1000)) == {200}
         assert connections() == 2
+
+
+def _second_database_env(second_url: str, critical: bool = True, **overrides: str) -> dict[str, str]:
+    """A server whose second database alias is probed by settings alone (tests/settings_second_database.py)."""
+    return _server_env(
+        DJANGO_SETTINGS_MODULE="tests.settings_second_database",
+        SECOND_DATABASE_URL=second_url,
+        SECOND_DATABASE_CRITICAL=str(critical).lower(),
+        **overrides,
+    )
+
+
+def test_a_second_database_added_by_settings_reuses_its_connection(postgres_cluster: PostgresCluster) -> None:
+    postgres_cluster.stop()
+    postgres_cluster.start("log_connections=on")
+    with psycopg.connect(postgres_cluster.url, autocommit=True) as admin:
+        admin.execute("CREATE DATABASE second")
+
+    own = postgres_cluster.log_path.read_text().count("connection authorized")  # CREATE DATABASE's
+
+    def connections(database: str) -> int:
+        log = postgres_cluster.log_path.read_text()
+        count = log.count(f"connection authorized: user=postgres database={database}")
+        return count - own if database == "postgres" else count
+
+    second_url = postgres_cluster.url.rsplit("/", 1)[0] + "/second"
+    env = _second_database_env(second_url, DATABASE_URL=postgres_cluster.url, WEB_CONCURRENCY="2")
+    with Server(env) as server, ThreadPoolExecutor(4) as pool:
+        assert json.loads(server.get("/healthz").body) == {"status": "ok", "db": "ok", "redis": "ok", "second_db": "ok"}
+
+        def probe_many(count: int) -> list[int]:
+            return list(pool.map(lambda _: server.get("/healthz").status, range(count)))
+
+        # Warm-up: until both gunicorn workers have opened their probe connection to each database.
+        wait_until(
+            lambda: set(probe_many(20)) == {200} and connections("postgres") >= 2 and connections("second") >= 2,
+            60,
+            "both workers' probe connections",
+        )
+        assert (connections("postgres"), connections("second")) == (2, 2)
+        assert set(probe_many(1000)) == {200}
+        assert (connections("postgres"), connections("second")) == (2, 2)
+
+
+@pytest.mark.parametrize("critical", [False, True])
+def test_a_black_holed_second_database_answers_in_time(black_hole: BlackHole, critical: bool) -> None:
+    hole = f"postgres://postgres@127.0.0.1:{black_hole.port}/postgres"
+    health_json = {**AUTH, "Accept": "application/health+json"}
+    with Server(_second_database_env(hole, critical=critical)) as server:
+        for _ in range(3):  # the first run misses the deadline; the next ones find it late
+            answer = _probe(server)
+            assert (answer.body["db"], answer.body["redis"], answer.body["second_db"]) == ("ok", "ok", "error")
+            assert answer.body["checks"]["second_db"]["error"] == "timeout"
+            assert answer.body["checks"]["second_db"]["critical"] is critical
+            assert (answer.status, answer.body["status"]) == ((503, "error") if critical else (200, "ok"))
+            described = _probe(server, "/readyz", health_json)
+            (entry,) = described.body["checks"]["second_db:responseTime"]
+            assert (described.status, described.body["status"], entry["status"]) == (
+                (503, "fail", "fail") if critical else (200, "warn", "warn")
+            )
+            assert entry["output"] == "timeout"
 
 
 def test_a_stopped_worker_closes_its_probe_connections_cleanly(postgres_cluster: PostgresCluster) -> None:
