@@ -163,11 +163,11 @@ def test_a_caller_that_joined_a_run_before_it_turned_late_never_sees_a_late_ok(g
 
 
 BAD_ENTRIES = [
-    ({"db": {**DB, "probe": "apps.health.probes.NoSuchProbe"}}, "HEALTH_CHECKS['db'][\"probe\"]: cannot import"),
+    ({"db": {**DB, "probe": "apps.health.probes.NoSuchProbe"}}, "HEALTH_CHECKS['db']['probe']: cannot import"),
     ({"db": {**DB, "probe": "apps.health.checks.run_checks"}}, "is not a class with run() and interrupt()"),
-    ({"db": {**DB, "options": {"alias": "nope"}}}, "HEALTH_CHECKS['db'][\"options\"]: 'nope' is not a DATABASES alias"),
-    ({"db": {**DB, "options": {"database": "default"}}}, "HEALTH_CHECKS['db'][\"options\"]: "),
-    ({"db": {**DB, "critical": "yes"}}, "HEALTH_CHECKS['db'][\"critical\"]: must be True or False"),
+    ({"db": {**DB, "options": {"alias": "nope"}}}, "HEALTH_CHECKS['db']['options']: 'nope' is not a DATABASES alias"),
+    ({"db": {**DB, "options": {"database": "default"}}}, "HEALTH_CHECKS['db']['options']: "),
+    ({"db": {**DB, "critical": "yes"}}, "HEALTH_CHECKS['db']['critical']: must be True or False"),
     ({"db": {**DB, "timeout": 3}}, "HEALTH_CHECKS['db']: unknown key 'timeout'"),
     ({"status": DB}, "HEALTH_CHECKS['status']: a name is"),
     ({"db": "apps.health.probes.DatabaseProbe"}, "HEALTH_CHECKS['db']: must be a dict"),

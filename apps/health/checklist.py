@@ -19,6 +19,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -49,7 +50,7 @@ class CheckSpec:
     options: Mapping[str, Any]
     critical: bool
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Identifies the probe this spec builds: a changed probe or option gets a runner of its own."""
         return f"health-probe:{self.name}:{self.probe}:{json.dumps(self.options, sort_keys=True, default=repr)}"
@@ -69,26 +70,26 @@ def _spec(name: Any, entry: Any) -> tuple[CheckSpec | None, list[str]]:
     problems = [f"{where}: unknown key {key!r} (known: {', '.join(_KEYS)})" for key in entry if key not in _KEYS]
     probe, options, critical = entry.get("probe"), entry.get("options", {}), entry.get("critical", True)
     if not isinstance(critical, bool):
-        problems.append(f'{where}["critical"]: must be True or False')
+        problems.append(f"{where}['critical']: must be True or False")
     if not isinstance(options, Mapping) or not all(isinstance(key, str) for key in options):
-        problems.append(f'{where}["options"]: must be a dict of keyword arguments')
+        problems.append(f"{where}['options']: must be a dict of keyword arguments")
         options = {}
     if not isinstance(probe, str) or not probe:
-        problems.append(f'{where}["probe"]: must be the dotted path of a probe class')
+        problems.append(f"{where}['probe']: must be the dotted path of a probe class")
         return None, problems
     try:
         probe_class = import_string(probe)
     except ImportError as exc:
-        return None, [*problems, f'{where}["probe"]: cannot import {probe!r} ({exc})']
+        return None, [*problems, f"{where}['probe']: cannot import {probe!r} ({exc})"]
     if not isinstance(probe_class, type) or not all(
         callable(getattr(probe_class, method, None)) for method in ("run", "interrupt")
     ):
-        return None, [*problems, f'{where}["probe"]: {probe!r} is not a class with run() and interrupt()']
+        return None, [*problems, f"{where}['probe']: {probe!r} is not a class with run() and interrupt()"]
     spec = CheckSpec(name, probe, dict(options), bool(critical))
     try:
         spec.build()  # construction does no I/O: it only checks the options
     except (TypeError, ValueError) as exc:
-        problems.append(f'{where}["options"]: {exc}')
+        problems.append(f"{where}['options']: {exc}")
     return (None if problems else spec), problems
 
 
@@ -110,7 +111,7 @@ _lock = threading.Lock()
 _configured: dict[str, CheckSpec] | None = None
 
 
-def configured() -> dict[str, CheckSpec]:
+def configured() -> Mapping[str, CheckSpec]:
     """The checks of ``settings.HEALTH_CHECKS`` (readiness), or ``ImproperlyConfigured`` listing every problem."""
     global _configured
     with _lock:
@@ -119,10 +120,10 @@ def configured() -> dict[str, CheckSpec]:
             if problems:
                 raise ImproperlyConfigured("\n".join(problems))
             _configured = specs
-        return dict(_configured)
+        return _configured
 
 
-def select(names: Iterable[str] | None = None) -> dict[str, CheckSpec]:
+def select(names: Iterable[str] | None = None) -> Mapping[str, CheckSpec]:
     """The named checks (default: every configured one), or ``ValueError`` naming the unknown ones."""
     available = configured()
     if names is None:
