@@ -7,11 +7,12 @@ with the same connection options), and the ``second_db`` check copies ``db`` wit
 
 import os
 
+from config.env import BASE_DIR
 from config.rules import DatabaseURL
 from config.settings.base import *  # noqa: F403
 from config.settings.base import DATABASES, HEALTH_CHECKS, _database_settings
 
-DATABASES = {**DATABASES, "second": _database_settings(DatabaseURL()(os.environ["SECOND_DATABASE_URL"]))}
+DATABASES = {**DATABASES, "second": _database_settings(DatabaseURL(base=BASE_DIR)(os.environ["SECOND_DATABASE_URL"]))}
 HEALTH_CHECKS = {
     **HEALTH_CHECKS,
     "second_db": {
