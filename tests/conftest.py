@@ -51,10 +51,11 @@ def black_hole() -> Iterator[BlackHole]:
 
 
 @pytest.fixture
-def postgres_cluster() -> Iterator[PostgresCluster]:
+def postgres_cluster(request: pytest.FixtureRequest) -> Iterator[PostgresCluster]:
+    """A started throwaway cluster; parametrize it indirectly with ``PostgresCluster`` options (``password``)."""
     if postgres_bin() is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed on this machine")
-    cluster = PostgresCluster()
+    cluster = PostgresCluster(**getattr(request, "param", {}))
     cluster.start()
     yield cluster
     cluster.destroy()

@@ -23,7 +23,7 @@ from apps.common.errors import categorize
 from apps.health.checks import run_checks
 from apps.health.probes import ProbeError
 from harness.processes import free_port, wait_until
-from harness.servers import BlackHole, PostgresCluster, RedisServer, postgres_bin
+from harness.servers import BlackHole, PostgresCluster, RedisServer
 from tests.support import caches_at
 
 PASSWORD = "right-secret-0123456789"
@@ -47,15 +47,6 @@ def locked_redis() -> Iterator[RedisServer]:
     server = RedisServer().start("--requirepass", PASSWORD)
     yield server
     server.stop()
-
-
-@pytest.fixture
-def password_cluster() -> Iterator[PostgresCluster]:
-    if postgres_bin() is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed on this machine")
-    cluster = PostgresCluster(password=PASSWORD).start()
-    yield cluster
-    cluster.destroy()
 
 
 @pytest.mark.slow
@@ -107,27 +98,28 @@ def test_a_postgresql_error_report_is_sorted_by_its_sqlstate_not_its_text(sqlsta
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("postgres_cluster", [{"password": PASSWORD}], indirect=True)
 class TestPostgreSQLByText:
     """libpq reports a failed connection without a SQLSTATE: its text is all there is."""
 
-    def test_wrong_password_is_auth(self, password_cluster: PostgresCluster) -> None:
-        failure = _failure(lambda: psycopg.connect(password_cluster.url_with("wrong"), connect_timeout=5))
+    def test_wrong_password_is_auth(self, postgres_cluster: PostgresCluster) -> None:
+        failure = _failure(lambda: psycopg.connect(postgres_cluster.url_with("wrong"), connect_timeout=5))
         assert getattr(failure, "sqlstate", None) is None
         assert categorize(failure) == errors.AUTH
 
-    def test_a_server_shutting_down_refuses(self, password_cluster: PostgresCluster) -> None:
+    def test_a_server_shutting_down_refuses(self, postgres_cluster: PostgresCluster) -> None:
         """SQLSTATE 57P03 (cannot_connect_now), as libpq words it: a smart shutdown waits for this
         session to end, and meanwhile refuses new ones."""
 
         def refused_while_stopping() -> BaseException | None:
             try:
-                psycopg.connect(password_cluster.url, connect_timeout=5).close()
+                psycopg.connect(postgres_cluster.url, connect_timeout=5).close()
             except psycopg.OperationalError as failure:
                 return failure if "shutting down" in str(failure) else None
             return None
 
-        with psycopg.connect(password_cluster.url, autocommit=True):
-            password_cluster.stop("smart", wait=False)
+        with psycopg.connect(postgres_cluster.url, autocommit=True):
+            postgres_cluster.stop("smart", wait=False)
             failure = wait_until(refused_while_stopping, 30, "the server to refuse new sessions")
         assert getattr(failure, "sqlstate", None) is None
         assert categorize(failure) == errors.REFUSED

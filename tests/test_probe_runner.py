@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from apps.health.runner import Policy, SingleFlightRunner
+from apps.health.runner import Policy, SingleFlightRunner, Submission
 from harness.processes import wait_until
 
 
@@ -34,6 +34,15 @@ class WorkThatNeedsTwoCuts:
         self.cuts += 1
         if self.cuts >= self.cuts_to_release:
             self.released.set()
+
+
+def _a_run_in_flight(name: str) -> tuple[WorkThatNeedsTwoCuts, SingleFlightRunner[str, str], Submission[str]]:
+    """A JOIN runner whose run (of argument ``name``) stays stuck until its first cut."""
+    work = WorkThatNeedsTwoCuts(cuts_to_release=1)
+    runner = SingleFlightRunner(work, name=name, policy=Policy.JOIN)
+    submission = runner.submit(name, 5)
+    assert submission is not None
+    return work, runner, submission
 
 
 def test_a_run_still_stuck_a_deadline_after_its_cut_is_cut_again() -> None:
@@ -87,10 +96,7 @@ def test_refuse_answers_none_while_busy_and_cuts_a_run_busy_past_a_deadline() ->
 
 
 def test_stop_cuts_the_run_in_flight_and_a_later_submit_starts_afresh() -> None:
-    work = WorkThatNeedsTwoCuts(cuts_to_release=1)
-    runner = SingleFlightRunner(work, name="test-stop", policy=Policy.JOIN)
-    submission = runner.submit("stuck", 5)
-    assert submission is not None
+    work, runner, submission = _a_run_in_flight("stuck")
     thread = runner.stop()
     assert thread is not None
     thread.join(5)
@@ -106,10 +112,7 @@ def test_stop_cuts_the_run_in_flight_and_a_later_submit_starts_afresh() -> None:
 
 @pytest.mark.slow  # forks this process
 def test_after_fork_the_child_runs_its_own_thread_and_never_cuts_the_parents_run() -> None:
-    work = WorkThatNeedsTwoCuts(cuts_to_release=1)
-    runner = SingleFlightRunner(work, name="test-fork", policy=Policy.JOIN)
-    in_flight = runner.submit("parent's run", 5)
-    assert in_flight is not None
+    work, runner, in_flight = _a_run_in_flight("parent's run")
     pid = os.fork()
     if pid == 0:  # the child: report through the exit status, never return into pytest
         status = 1
