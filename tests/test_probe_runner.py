@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
-from apps.health.runner import Policy, SingleFlightRunner, Submission
-from harness.processes import wait_until
+from apps.health.runner import Policy, SingleFlightRunner, Submission, registered, stop_all
+from harness.processes import timed, wait_until
 
 
 class WorkThatNeedsTwoCuts:
@@ -97,8 +97,9 @@ def test_refuse_answers_none_while_busy_and_cuts_a_run_busy_past_a_deadline() ->
 
 def test_stop_cuts_the_run_in_flight_and_a_later_submit_starts_afresh() -> None:
     work, runner, submission = _a_run_in_flight("stuck")
-    thread = runner.stop()
+    thread, busy = runner.stop()
     assert thread is not None
+    assert busy
     thread.join(5)
     assert not thread.is_alive()
     assert work.cuts == 1
@@ -118,7 +119,7 @@ def test_after_fork_the_child_runs_its_own_thread_and_never_cuts_the_parents_run
         status = 1
         try:
             work.released.set()  # the child's copy: lets the child's own run finish at once
-            stopped = runner.stop()  # the parent's thread: nothing of ours to stop or cut
+            stopped, _ = runner.stop()  # the parent's thread: nothing of ours to stop or cut
             child_run = runner.submit("child's run", 5)
             answered = child_run is not None and child_run.future.result(timeout=5).value == "child's run"
             status = 0 if (stopped is None and work.cuts == 0 and answered) else 3
@@ -130,3 +131,29 @@ def test_after_fork_the_child_runs_its_own_thread_and_never_cuts_the_parents_run
     assert not in_flight.future.done()
     runner.stop()
     assert in_flight.future.result(timeout=5).value == "parent's run"
+
+
+def test_at_exit_idle_threads_are_waited_for_and_a_run_that_cannot_be_cut_is_not() -> None:
+    """``stop_all(wait_for_runs=False)``, as registered with ``atexit``: a finished command must not
+    wait for a probe still connecting to a black hole (no cut can free it)."""
+    stuck = WorkThatNeedsTwoCuts(cuts_to_release=99)
+    idle = WorkThatNeedsTwoCuts()
+    idle.released.set()
+    stuck_runner = registered("test-exit-stuck", lambda: SingleFlightRunner(stuck, name="stuck", policy=Policy.JOIN))
+    idle_runner = registered(
+        "test-exit-idle", lambda: SingleFlightRunner(idle, name="test-exit-idle", policy=Policy.JOIN)
+    )
+    try:
+        assert stuck_runner.submit("stuck", 5) is not None
+        done = idle_runner.submit("done", 5)
+        assert done is not None
+        done.future.result(timeout=5)
+        with timed() as elapsed:
+            stop_all(10, wait_for_runs=False)
+        assert elapsed[0] < 5  # not the 10 s the stuck run could take
+        assert stuck.cuts == 1  # cut on the way out all the same
+        assert "idle" not in {thread.name for thread in threading.enumerate()}  # it closed and ended
+        fresh = SingleFlightRunner(idle, name="idle", policy=Policy.JOIN)
+        assert registered("test-exit-idle", lambda: fresh) is fresh  # the stopped runners are forgotten
+    finally:
+        stuck.released.set()

@@ -92,7 +92,7 @@ class _StaffLookup:
 
 
 def _lookups() -> runner.SingleFlightRunner[str, bool]:
-    return runner.runner(
+    return runner.registered(
         "health-staff-lookup",
         lambda: runner.SingleFlightRunner(_StaffLookup(), name="health-staff-lookup", policy=runner.Policy.REFUSE),
     )

@@ -130,7 +130,7 @@ def _runner(spec: checklist.CheckSpec) -> runner.SingleFlightRunner[float, Check
         work = _ProbeWork(spec.name, spec.build())
         return runner.SingleFlightRunner(work, name=f"health-probe-{spec.name}", policy=runner.Policy.JOIN)
 
-    return runner.runner(spec.key, make)
+    return runner.registered(spec.key, make)
 
 
 _state_lock = threading.Lock()

@@ -53,8 +53,7 @@ R_co = TypeVar("R_co", covariant=True)
 
 logger = structlog.get_logger(__name__)
 
-# At exit, idle threads and runs whose socket was just cut end in milliseconds; a run still
-# connecting (nothing to cut yet) is not worth holding the process for.
+# At exit, an idle thread needs milliseconds to close its connections: wait that long at most.
 EXIT_WAIT_SECONDS = 0.5
 
 
@@ -127,16 +126,20 @@ class SingleFlightRunner(Generic[A, R]):
             self._late = True
             self._cut(time.perf_counter())
 
-    def stop(self) -> threading.Thread | None:
-        """Ask this process's thread to finish (cutting a run in flight) and exit; the thread, to join."""
+    def stop(self) -> tuple[threading.Thread | None, bool]:
+        """Ask this process's thread to finish (cutting a run in flight) and exit.
+
+        The thread (to join), and whether it had a run in flight.
+        """
         with self._lock:
             thread, self._thread = self._thread, None
             if thread is None or self._pid != os.getpid():
-                return None  # never started, or the parent's: nothing of ours to stop
+                return None, False  # never started, or the parent's: nothing of ours to stop
             self._requests.put(None)  # into the stopping thread's own queue
-            if self._current is not None:
+            busy = self._current is not None
+            if busy:
                 self._cut(time.perf_counter())
-            return thread
+            return thread, busy
 
     def _ensure_thread(self) -> None:
         # With self._lock held.
@@ -181,7 +184,7 @@ _registry_lock = threading.Lock()
 _runners: dict[str, SingleFlightRunner[Any, Any]] = {}
 
 
-def runner(key: str, make: Callable[[], SingleFlightRunner[A, R]]) -> SingleFlightRunner[A, R]:
+def registered(key: str, make: Callable[[], SingleFlightRunner[A, R]]) -> SingleFlightRunner[A, R]:
     """The process's runner for ``key``, made by ``make()`` on first use."""
     with _registry_lock:
         found = _runners.get(key)
@@ -190,22 +193,26 @@ def runner(key: str, make: Callable[[], SingleFlightRunner[A, R]]) -> SingleFlig
         return found
 
 
-def stop_all(wait_seconds: float = 1.0) -> None:
+def stop_all(wait_seconds: float = 1.0, *, wait_for_runs: bool = True) -> None:
     """Stop every runner's thread and wait (at most ``wait_seconds`` in all) for them to close their connections.
 
-    For process exit (registered with ``atexit``) and tests: a thread's persistent connection
-    would otherwise stay open until the process dies (and block ``DROP DATABASE`` in a test
-    run). A stopped runner starts a fresh thread on its next submit.
+    For tests, and process exit (``atexit``): a thread's persistent connection would otherwise
+    stay open until the process dies (and block ``DROP DATABASE`` in a test run). The runners
+    are forgotten: the next use builds fresh ones. ``wait_for_runs=False`` (at exit) waits only
+    for the threads that were idle: a run in flight is cut, but one still connecting cannot be,
+    and holding a finished command for it would gain nothing (its connection is not open yet).
     """
     with _registry_lock:
         runners = list(_runners.values())
-    threads = [thread for runner in runners if (thread := runner.stop()) is not None]
+        _runners.clear()
+    stopped = [(thread, busy) for runner in runners for thread, busy in [runner.stop()] if thread is not None]
     give_up_at = time.perf_counter() + wait_seconds
-    for thread in threads:
-        thread.join(max(0.0, give_up_at - time.perf_counter()))
-    if threads:
-        ended = sum(not thread.is_alive() for thread in threads)
-        logger.debug("background_threads_stopped", pid=os.getpid(), threads=len(threads), ended=ended)
+    for thread, busy in stopped:
+        if wait_for_runs or not busy:
+            thread.join(max(0.0, give_up_at - time.perf_counter()))
+    if stopped:
+        ended = sum(not thread.is_alive() for thread, _ in stopped)
+        logger.debug("background_threads_stopped", pid=os.getpid(), threads=len(stopped), ended=ended)
 
 
-atexit.register(stop_all, EXIT_WAIT_SECONDS)
+atexit.register(stop_all, EXIT_WAIT_SECONDS, wait_for_runs=False)
