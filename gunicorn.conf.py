@@ -53,11 +53,3 @@ def when_ready(server: object) -> None:
     structlog.get_logger("gunicorn.conf").info(
         "web_ready", workers=workers, **service_fields(_config.database, _config.redis_url)
     )
-
-
-def worker_exit(server: object, worker: object) -> None:
-    """Close the health probes' database connections when a worker stops."""
-    from apps.health import access, checks
-
-    checks.shutdown()
-    access.shutdown()

@@ -127,13 +127,15 @@ def postgres_bin() -> Path | None:
 
 
 class PostgresCluster:
-    """A throwaway PostgreSQL cluster (initdb + pg_ctl) on a free port, trust auth.
+    """A throwaway PostgreSQL cluster (initdb + pg_ctl) on a free port.
 
+    Trust auth by default; with ``password`` the ``postgres`` user has that password and every
+    connection must give it (scram-sha-256), so a wrong one fails as it would in production.
     ``wrapper`` prefixes ``pg_ctl`` (``ip netns exec NAME``: a server in a network namespace of
     its own, say on the standard port).
     """
 
-    def __init__(self, port: int | None = None, wrapper: Sequence[str] = ()) -> None:
+    def __init__(self, port: int | None = None, wrapper: Sequence[str] = (), password: str | None = None) -> None:
         binaries = postgres_bin()
         if binaries is None:
             raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
@@ -145,11 +147,24 @@ class PostgresCluster:
         self._as_postgres = os.geteuid() == 0  # initdb refuses to run as root
         if self._as_postgres:
             shutil.chown(self.directory, "postgres", "postgres")
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "--auth=trust", "-U", "postgres", "--no-sync")
+        self.password = password
+        auth = ["--auth=trust"]
+        if password is not None:
+            password_file = self.directory / "password"
+            password_file.write_text(password + "\n")
+            if self._as_postgres:
+                shutil.chown(password_file, "postgres", "postgres")
+            auth = ["--auth=scram-sha-256", f"--pwfile={password_file}"]
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), *auth, "-U", "postgres", "--no-sync")
 
     @property
     def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        return self.url_with(self.password)
+
+    def url_with(self, password: str | None) -> str:
+        """The URL of the ``postgres`` database as user ``postgres``, with ``password`` if given."""
+        secret = f":{password}" if password is not None else ""
+        return f"postgres://postgres{secret}@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *command: str) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if self._as_postgres else []
@@ -180,9 +195,10 @@ class PostgresCluster:
         )
         return self
 
-    def stop(self, mode: str = "immediate") -> None:
+    def stop(self, mode: str = "immediate", wait: bool = True) -> None:
+        """``pg_ctl stop -m mode``; ``wait=False`` returns once asked (a smart stop waits for every session)."""
         with contextlib.suppress(subprocess.CalledProcessError):
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w" if wait else "-W", "stop")
 
     def destroy(self) -> None:
         self.stop()

@@ -27,10 +27,9 @@ def _close_probe_connections(django_db_setup: None, django_db_blocker) -> Iterat
     Depending on ``django_db_setup`` makes this teardown run before the database is dropped.
     """
     yield
-    from apps.health import access, checks
+    from apps.health import runner
 
-    checks.shutdown()
-    access.shutdown()
+    runner.stop_all()
 
 
 @pytest.fixture(autouse=True)
@@ -60,10 +59,11 @@ def black_hole() -> Iterator[BlackHole]:
 
 
 @pytest.fixture
-def postgres_cluster() -> Iterator[PostgresCluster]:
+def postgres_cluster(request: pytest.FixtureRequest) -> Iterator[PostgresCluster]:
+    """A started throwaway cluster; parametrize it indirectly with ``PostgresCluster`` options (``password``)."""
     if postgres_bin() is None:
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed on this machine")
-    cluster = PostgresCluster()
+    cluster = PostgresCluster(**getattr(request, "param", {}))
     cluster.start()
     yield cluster
     cluster.destroy()

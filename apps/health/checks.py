@@ -1,49 +1,41 @@
-"""The service probes, shared by the health views, ``check_services`` and the worker canary.
+"""Run the configured checks within a deadline: shared by the health views, ``check_services`` and the worker canary.
 
-``run_checks(names, timeout)`` answers within ``timeout`` whatever the dependencies do:
+``run_checks(names, timeout)`` answers within ``timeout`` whatever the dependencies do. Each
+check's probe (``apps.health.probes``, chosen by ``HEALTH_CHECKS``: ``apps.health.checklist``)
+runs on its own single-flight runner (``apps.health.runner``, policy ``JOIN``):
 
-- Each probe runs on its own long-lived daemon thread (one per probe per process). Django's
-  database connections are per thread, so the database probe keeps reusing one persistent
-  connection instead of opening one per probe; a stuck probe can never pin more than one
-  thread and one connection, and a daemon thread never keeps a finished command alive.
-- Single flight: a caller that arrives while a probe is running joins that run instead of
-  starting another, so a burst of probes costs one ``SELECT 1`` and one ``PING``.
-- The caller waits at most ``timeout``; a probe still running then is reported as ``timeout``
-  and its socket (PostgreSQL's or Redis's) is shut down, so the stuck call ends now rather than
-  when TCP gives up (libpq has no client-side query timeout and a 2 s floor on connecting).
-- A run that has missed a caller's deadline is late for everyone: callers arriving while it
-  is still stuck get ``timeout`` at once (they do not hold a server thread for another full
-  deadline), and if it finally succeeds it still reports ``timeout``, never a late "ok".
-- ``HEALTHCHECK_CACHE_SECONDS`` > 0 reuses a finished report that long.
+- one long-lived thread per check per process, so the database probe keeps reusing one
+  persistent connection; a burst of probes costs one ``SELECT 1`` and one ``PING``;
+- a probe still running at the deadline is reported as ``timeout`` and cut loose;
+- a run that missed a caller's deadline is late for everyone: callers arriving while it is
+  still stuck get ``timeout`` at once, and if it finally succeeds it still reports ``timeout``,
+  never a late "ok".
+
+``HEALTHCHECK_CACHE_SECONDS`` > 0 reuses a finished report that long. A failing non-critical
+check is reported but leaves the report ``ok``. A check that changes state is logged once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
-import os
-import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from collections.abc import Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from queue import SimpleQueue
-from typing import Any, Protocol
 
 import structlog
 from django.conf import settings
-from django.db import DatabaseError, connections
-from django_redis import get_redis_connection
 
 from apps.common import errors
-from apps.health.errors import ProbeError
+from apps.health import checklist, runner
+from apps.health.probes import Probe
 
 logger = structlog.get_logger(__name__)
 
-DEFAULT_CHECKS = ("db", "redis")
 WORKER_TIMEOUT = 5.0  # a forking worker needs more than a ping to prove itself
 
 
@@ -55,10 +47,16 @@ class CheckResult:
     error: str | None = None  # a category from apps.common.errors, safe for any audience
     detail: str | None = None  # exception text: logs and the operator's terminal only
     facts: dict[str, int] = field(default_factory=dict)
+    critical: bool = True  # a failure makes the replica unready
 
     @property
     def status(self) -> str:
         return "ok" if self.ok else "error"
+
+    def late(self) -> CheckResult:
+        """This result of a run that a caller gave up on: a ``timeout``, never a late "ok"."""
+        detail = self.detail if not self.ok else "answered after the deadline"
+        return dataclasses.replace(self, ok=False, error=errors.TIMEOUT, detail=detail)
 
 
 @dataclass(frozen=True)
@@ -68,221 +66,44 @@ class HealthReport:
 
     @property
     def ok(self) -> bool:
-        return all(result.ok for result in self.checks.values())
+        """Every critical check is ok."""
+        return all(result.ok for result in self.checks.values() if result.critical)
 
     @property
     def status(self) -> str:
         return "ok" if self.ok else "error"
 
-
-class Probe(Protocol):
-    name: str
-
-    def run(self, timeout: float) -> dict[str, int] | None:
-        """Raise if the service is unhealthy; may return facts worth reporting."""
-
-    def interrupt(self) -> None:
-        """Called from another thread when the caller stopped waiting; end a stuck run."""
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The failing non-critical checks."""
+        return tuple(name for name, result in self.checks.items() if not result.ok and not result.critical)
 
 
-class DatabaseProbe:
-    """``SELECT 1`` on Django's connection for this thread (persistent, reused)."""
+class _ProbeWork:
+    """A check's probe as a runner's work: every run, failures included, becomes a ``CheckResult``."""
 
-    name = "db"
+    def __init__(self, name: str, probe: Probe) -> None:
+        self.name, self.probe = name, probe
+        self._cut = False  # interrupted during the current run: its failure is the cut's doing
 
-    def __init__(self, alias: str = "default") -> None:
-        self.alias = alias
-        self._lock = threading.Lock()
-        self._running: Any = None
-
-    def run(self, timeout: float) -> None:
-        connection = connections[self.alias]
-        with self._lock:
-            self._running = connection
-        try:
-            reused = connection.connection is not None
-            try:
-                self._select_one(connection)
-            except DatabaseError:
-                with self._lock:  # never close the socket while interrupt() is cutting it
-                    connection.close()
-                if not reused:
-                    raise
-                # A persistent connection that died (say, PostgreSQL restarted since the last
-                # probe) is not an outage: only a fresh connection failing is.
-                self._select_one(connection)
-        finally:
-            with self._lock:
-                self._running = None
-
-    @staticmethod
-    def _select_one(connection: Any) -> None:
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-                cursor.fetchone()
-        except DatabaseError:
-            raise
-        except Exception as exc:
-            raise DatabaseError(str(exc)) from exc
-
-    def interrupt(self) -> None:
-        with self._lock:
-            cut_database_connection(self._running)
-
-
-def cut_database_connection(connection: Any) -> None:
-    """Shut down the socket under a Django database connection that another thread is stuck on.
-
-    libpq has no client-side query timeout: a server that stops answering mid-reply keeps the
-    waiting thread blocked until TCP gives up. Shutting the socket down makes that thread's
-    read fail now; Django then discards the connection and the next use reconnects.
-    """
-    pgconn = getattr(getattr(connection, "connection", None), "pgconn", None)
-    if pgconn is None:
-        return  # not connected, or SQLite (no peer to hang on)
-    try:
-        with socket.socket(fileno=os.dup(pgconn.socket)) as sock:
-            sock.shutdown(socket.SHUT_RDWR)
-    except Exception:  # noqa: BLE001, S110 - already closed (OSError, psycopg's error): nothing is stuck
-        pass
-
-
-class RedisProbe:
-    """``PING`` on a connection of django-redis's pool: the one the app's cache really uses."""
-
-    name = "redis"
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running: Any = None
-
-    def run(self, timeout: float) -> None:
-        pool = get_redis_connection("default").connection_pool
-        # Connecting is bounded by the pool's socket timeouts (settings.CACHES); the PING is
-        # sent on a connection held here, so interrupt() can cut it loose if it hangs.
-        connection = pool.get_connection()
-        try:
-            with self._lock:
-                self._running = connection
-            connection.send_command("PING")
-            reply = connection.read_response()
-            if reply not in (b"PONG", "PONG", True):
-                raise ProbeError(errors.UNKNOWN, "unexpected reply to PING")
-        except BaseException:
-            connection.disconnect()  # never hand a half-read reply back to the pool
-            raise
-        finally:
-            with self._lock:
-                self._running = None
-            pool.release(connection)
-
-    def interrupt(self) -> None:
-        with self._lock:
-            sock = getattr(self._running, "_sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-
-class WorkerProbe:
-    """A live rq worker consumes the queue: a registered worker exists and a canary job runs."""
-
-    name = "worker"
-
-    def __init__(self, queue_name: str = "default") -> None:
-        self.queue_name = queue_name
-
-    def run(self, timeout: float) -> dict[str, int]:
-        from apps.health import worker_canary
-
-        return worker_canary.round_trip(self.queue_name, timeout)
-
-    def interrupt(self) -> None:
-        pass
-
-
-PROBES: dict[str, Callable[[], Probe]] = {
-    "db": DatabaseProbe,
-    "redis": RedisProbe,
-    "worker": WorkerProbe,
-}
-
-
-class _ProbeRunner:
-    """A probe's thread and its single-flight slot."""
-
-    def __init__(self, probe: Probe) -> None:
-        self.probe = probe
-        self._lock = threading.Lock()
-        self._inflight: Future[CheckResult] | None = None
-        self._interrupted = False
-        self._started = 0.0  # time.perf_counter() when the in-flight run was submitted
-        self._last_cut = 0.0  # time.perf_counter() of the last interrupt of the in-flight run
-        self._requests: SimpleQueue[tuple[Future[CheckResult], float] | None] = SimpleQueue()
-        self.thread = threading.Thread(target=self._serve, name=f"health-probe-{probe.name}", daemon=True)
-        self.thread.start()
-
-    def submit(self, timeout: float) -> tuple[Future[CheckResult], float | None]:
-        """The run to wait for, and when it started if it has already missed a deadline.
-
-        A run that some caller gave up on is stuck: a new caller gets ``timeout`` at once
-        rather than waiting on it for another full deadline (and holding a server thread).
-        """
-        with self._lock:
-            if self._inflight is None or self._inflight.done():
-                self._inflight = Future()
-                self._interrupted = False
-                self._started = time.perf_counter()
-                self._requests.put((self._inflight, timeout))
-            elif self._interrupted and time.perf_counter() - self._last_cut > timeout:
-                # Still stuck a whole deadline after the last cut (which may have landed while
-                # the probe was still connecting, with no socket to cut yet): cut again.
-                self._cut()
-            return self._inflight, (self._started if self._interrupted else None)
-
-    def give_up(self, future: Future[CheckResult]) -> None:
-        with self._lock:
-            if future is not self._inflight or future.done() or self._interrupted:
-                return
-            self._interrupted = True
-            self._cut()
-
-    def _cut(self) -> None:
-        # Called with self._lock held, so no new run can start meanwhile: the cut can only
-        # reach the run that missed its deadline.
-        self._last_cut = time.perf_counter()
-        self.probe.interrupt()
-
-    def stop(self) -> None:
-        """Let the thread finish its current run, close its connections and exit."""
-        self._requests.put(None)
-
-    def _serve(self) -> None:
-        while (request := self._requests.get()) is not None:
-            future, timeout = request
-            future.set_result(self._run_once(timeout))
-        connections.close_all()
-
-    def _run_once(self, timeout: float) -> CheckResult:
-        name = self.probe.name
+    def run(self, timeout: float) -> CheckResult:
+        self._cut = False
         started = time.perf_counter()
         try:
             facts = self.probe.run(timeout) or {}
         except Exception as exc:  # noqa: BLE001 - any failure is the probe's answer
             latency = _ms(time.perf_counter() - started)
             facts = getattr(exc, "facts", None) or {}
-            category = errors.TIMEOUT if self._interrupted else errors.categorize(exc)
+            category = errors.TIMEOUT if self._cut else errors.categorize(exc)
             detail = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
-            logger.debug("health_probe_failed", check=name, error=category, detail=detail, latency_ms=latency)
+            logger.debug("health_probe_failed", check=self.name, error=category, detail=detail, latency_ms=latency)
             _release_frames(exc)
-            return CheckResult(name, False, latency, category, detail, facts)
-        latency = _ms(time.perf_counter() - started)
-        if self._interrupted:
-            # A caller already gave up on this run: an answer this late is a timeout, not "ok"
-            # (a caller that joined the run just before it ended must not report it healthy).
-            return CheckResult(name, False, latency, errors.TIMEOUT, "answered after the deadline", facts)
-        return CheckResult(name, True, latency, facts=facts)
+            return CheckResult(self.name, False, latency, category, detail, facts)
+        return CheckResult(self.name, True, _ms(time.perf_counter() - started), facts=facts)
+
+    def interrupt(self) -> None:
+        self._cut = True
+        self.probe.interrupt()
 
 
 def _release_frames(exc: BaseException) -> None:
@@ -304,93 +125,70 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
-_runners: dict[str, _ProbeRunner] = {}
-_runners_pid = 0
+def _runner(spec: checklist.CheckSpec) -> runner.SingleFlightRunner[float, CheckResult]:
+    def make() -> runner.SingleFlightRunner[float, CheckResult]:
+        work = _ProbeWork(spec.name, spec.build())
+        return runner.SingleFlightRunner(work, name=f"health-probe-{spec.name}", policy=runner.Policy.JOIN)
+
+    return runner.registered(spec.key, make)
+
+
 _state_lock = threading.Lock()
 _last_status: dict[str, str] = {}
 _cached: dict[tuple[str, ...], HealthReport] = {}
 
 
-def _runner(name: str) -> _ProbeRunner:
-    global _runners_pid
-    with _state_lock:
-        if _runners_pid != os.getpid():
-            # Threads do not survive fork (gunicorn --preload, rq's work horse): start afresh.
-            _runners.clear()
-            _runners_pid = os.getpid()
-        runner = _runners.get(name)
-        if runner is None:
-            runner = _runners[name] = _ProbeRunner(PROBES[name]())
-        return runner
-
-
-def shutdown(wait_seconds: float = 1.0) -> None:
-    """Stop this process's probe threads and close their database connections.
-
-    For process exit hooks and tests: a probe thread's persistent connection would otherwise
-    stay open until the process dies (and block ``DROP DATABASE`` in a test run).
-    """
-    with _state_lock:
-        runners = list(_runners.values()) if _runners_pid == os.getpid() else []
-        _runners.clear()
-        _cached.clear()
-    for runner in runners:
-        runner.stop()
-    for runner in runners:
-        runner.thread.join(wait_seconds)
-
-
-def validate_names(names: Iterable[str]) -> tuple[str, ...]:
-    """``names`` as a tuple, or ``ValueError`` naming the unknown ones."""
-    chosen = tuple(dict.fromkeys(names))
-    unknown = [name for name in chosen if name not in PROBES]
-    if unknown or not chosen:
-        raise ValueError(f"unknown check(s): {', '.join(unknown) or '(none)'}; choose from {', '.join(PROBES)}")
-    return chosen
-
-
 def run_checks(
-    names: Iterable[str] = DEFAULT_CHECKS, timeout: float | None = None, *, use_cache: bool = True
+    names: Iterable[str] | None = None, timeout: float | None = None, *, use_cache: bool = True
 ) -> HealthReport:
-    """Run the named probes concurrently and return within ``timeout`` seconds.
+    """Run the named checks (default: every configured one) concurrently; return within ``timeout`` seconds.
 
     ``use_cache=False`` always runs the probes (a caller that retries until healthy must not be
     handed its own earlier failure from the ``HEALTHCHECK_CACHE_SECONDS`` window).
     """
-    chosen = validate_names(names)
+    specs = checklist.select(names)
     if timeout is None:
         timeout = settings.HEALTHCHECK_TIMEOUT
     if not (timeout > 0 and math.isfinite(timeout)):
         raise ValueError("timeout must be a positive number of seconds")
 
     cache_seconds: float = settings.HEALTHCHECK_CACHE_SECONDS if use_cache else 0
+    cache_key = tuple(spec.key for spec in specs.values())
     if cache_seconds > 0:
-        cached = _cached.get(chosen)
+        cached = _cached.get(cache_key)
         if cached is not None and time.monotonic() - cached.finished_at < cache_seconds:
             return cached
 
-    runners = {name: _runner(name) for name in chosen}
-    submitted = {name: runner.submit(timeout) for name, runner in runners.items()}
-    pending = [future for future, late_since in submitted.values() if late_since is None]
+    runners = {name: _runner(spec) for name, spec in specs.items()}
+    submitted: dict[str, runner.Submission[CheckResult]] = {}
+    for name, probe_runner in runners.items():
+        submission = probe_runner.submit(timeout, timeout)
+        if submission is None:  # only a REFUSE runner says no, and probes JOIN
+            raise RuntimeError(f"the runner of check {name!r} refused a probe")
+        submitted[name] = submission
     deadline = time.monotonic() + timeout
-    for future in pending:
-        # One future after another: cheaper than concurrent.futures.wait() on this hot path.
-        with contextlib.suppress(FutureTimeout):
-            future.result(timeout=max(0.0, deadline - time.monotonic()))
+    for submission in submitted.values():
+        if submission.late_since is None:
+            # One future after another: cheaper than concurrent.futures.wait() on this hot path.
+            with contextlib.suppress(FutureTimeout):
+                submission.future.result(timeout=max(0.0, deadline - time.monotonic()))
     results: dict[str, CheckResult] = {}
-    for name, (future, late_since) in submitted.items():
-        if future.done():
-            results[name] = future.result()
-        elif late_since is not None:
-            stuck = _ms(time.perf_counter() - late_since)
-            results[name] = CheckResult(name, False, stuck, errors.TIMEOUT, "still running past an earlier deadline")
+    for name, submission in submitted.items():
+        if submission.future.done():
+            outcome = submission.future.result()
+            result = outcome.value.late() if outcome.late else outcome.value
+        elif submission.late_since is not None:
+            stuck = _ms(time.perf_counter() - submission.late_since)
+            result = CheckResult(name, False, stuck, errors.TIMEOUT, "still running past an earlier deadline")
         else:
-            runners[name].give_up(future)
-            results[name] = CheckResult(name, False, _ms(timeout), errors.TIMEOUT, "no answer before the deadline")
+            runners[name].give_up(submission.future)
+            result = CheckResult(name, False, _ms(timeout), errors.TIMEOUT, "no answer before the deadline")
+        # Criticality is the setting's, not the run's: changing it needs no new probe thread.
+        results[name] = dataclasses.replace(result, critical=specs[name].critical)
 
     report = HealthReport(results, time.monotonic())
     if cache_seconds > 0:
-        _cached[chosen] = report
+        _cached[cache_key] = report
     _log_changes(report)
     return report
 
@@ -412,4 +210,5 @@ def _log_changes(report: HealthReport) -> None:
                 error=result.error,
                 detail=result.detail,
                 latency_ms=result.latency_ms,
+                critical=result.critical,
             )

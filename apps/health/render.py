@@ -10,12 +10,20 @@ HEALTH_JSON = "application/health+json"
 
 
 def plain_body(report: HealthReport) -> dict[str, Any]:
-    """``{"status": "ok", "db": "ok", "redis": "ok"}``: safe for anyone."""
+    """``{"status": "ok", "db": "ok", "redis": "ok"}``: safe for anyone.
+
+    A failing non-critical check shows ``"error"`` under its own key but leaves ``"status": "ok"``.
+    """
     return {"status": report.status, **{name: result.status for name, result in report.checks.items()}}
 
 
 def check_details(result: CheckResult) -> dict[str, Any]:
-    details: dict[str, Any] = {"status": result.status, "latency_ms": result.latency_ms, "error": result.error}
+    details: dict[str, Any] = {
+        "status": result.status,
+        "latency_ms": result.latency_ms,
+        "error": result.error,
+        "critical": result.critical,
+    }
     details.update(result.facts)
     return details
 
@@ -24,17 +32,27 @@ def verbose_body(report: HealthReport) -> dict[str, Any]:
     return {**plain_body(report), "checks": {name: check_details(r) for name, r in report.checks.items()}}
 
 
+def _health_json_status(ok: bool, critical: bool) -> str:
+    if ok:
+        return "pass"
+    return "fail" if critical else "warn"
+
+
 def health_json_body(report: HealthReport, *, details: bool) -> dict[str, Any]:
-    """The IETF draft "Health Check Response Format for HTTP APIs" shape."""
+    """The IETF draft "Health Check Response Format for HTTP APIs" shape.
+
+    A failing non-critical check is ``"warn"``, and so is the whole report when nothing critical fails.
+    """
     checks: dict[str, list[dict[str, Any]]] = {}
     for name, result in report.checks.items():
-        entry: dict[str, Any] = {"status": "pass" if result.ok else "fail"}
+        entry: dict[str, Any] = {"status": _health_json_status(result.ok, result.critical)}
         if details:
             entry.update(observedValue=result.latency_ms, observedUnit="ms")
             if result.error:
                 entry["output"] = result.error
         checks[f"{name}:responseTime"] = [entry]
-    return {"status": "pass" if report.ok else "fail", "checks": checks}
+    overall = "fail" if not report.ok else "warn" if report.warnings else "pass"
+    return {"status": overall, "checks": checks}
 
 
 def wants_health_json(accept_header: str) -> bool:

@@ -48,7 +48,10 @@ def livez(request: HttpRequest) -> HttpResponse:
 
 @_probe
 def readyz(request: HttpRequest) -> HttpResponse:
-    """PostgreSQL and Redis answer: 200, or 503 naming the failing ones."""
+    """The configured checks (``HEALTH_CHECKS``) answer: 200, or 503 naming the failing ones.
+
+    A failing non-critical check shows as ``"error"`` (health+json: ``"warn"``) but keeps the 200.
+    """
     deadline = time.monotonic() + settings.HEALTHCHECK_TIMEOUT
     # From the raw query string, never request.GET: past DATA_UPLOAD_MAX_NUMBER_FIELDS parameters
     # that raises, and a probe must answer JSON whatever the query string.

@@ -15,8 +15,8 @@ from rq.queue import Queue
 from rq.utils import missing_keys
 
 from apps.common import errors
-from apps.health.errors import ProbeError
 from apps.health.jobs import CANARY_RESULT, canary
+from apps.health.probes import ProbeError
 
 _POLL_INTERVAL = 0.02
 # The caller stops waiting at ``timeout``; the canary gives up a little earlier so that it can

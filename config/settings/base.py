@@ -249,6 +249,14 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "apps.core.error_reports.SecretMaskingFilter
 HEALTHCHECK_TIMEOUT = _config.healthcheck_timeout
 HEALTHCHECK_CACHE_SECONDS = _config.healthcheck_cache_seconds
 HEALTHCHECK_TOKEN = _config.healthcheck_token
+# The checks /readyz, /healthz and check_services run (docs/health.md): name -> the probe class
+# (a dotted path), its options, and whether a failure makes the replica unready. Another
+# database is probed by copying "db" under a new name with another DATABASES alias
+# (docs/howto-add-a-health-check.md).
+HEALTH_CHECKS = {
+    "db": {"probe": "apps.health.probes.DatabaseProbe", "options": {"alias": "default"}, "critical": True},
+    "redis": {"probe": "apps.health.probes.RedisProbe", "options": {"alias": "default"}, "critical": True},
+}
 
 # Our RequestIdMiddleware has already validated (or replaced) the header by the time
 # django-structlog reads it, so trusting it is safe.

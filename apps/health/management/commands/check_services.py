@@ -1,6 +1,7 @@
-"""``manage.py check_services``: probe PostgreSQL, Redis (and optionally the rq worker).
+"""``manage.py check_services``: run the configured checks (``HEALTH_CHECKS``; optionally the rq worker too).
 
-Exit status: 0 all healthy, 1 something unhealthy, 2 bad usage or bad configuration.
+Exit status: 0 every critical check is ok (a failing non-critical one is a warning), 1 a critical
+check failed, 2 bad usage or bad configuration.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.common.numbers import decimal_number
-from apps.health import checks, render
+from apps.health import checklist, checks, render
 
 EXIT_UNHEALTHY = 1
 EXIT_USAGE = 2
@@ -40,8 +42,8 @@ def _seconds(low: float, high: float, *, low_allowed: bool) -> Callable[[str], f
 
 class Command(BaseCommand):
     help = (
-        "Check that PostgreSQL and Redis (and, with --worker, an rq worker) answer. "
-        "Exit 0 when healthy, 1 when not, 2 on bad usage or configuration."
+        "Run the configured health checks (HEALTH_CHECKS: by default PostgreSQL and Redis; with --worker, "
+        "also an rq worker). Exit 0 when every critical check is ok, 1 when not, 2 on bad usage or configuration."
     )
     # Must run when the project is half broken: it is the tool that says what is broken.
     requires_system_checks: list[str] = []
@@ -66,7 +68,7 @@ class Command(BaseCommand):
             "--only",
             default=None,
             metavar="NAMES",
-            help="Comma-separated checks to run, from: " + ", ".join(checks.PROBES) + ".",
+            help="Comma-separated checks to run: names of HEALTH_CHECKS, or worker.",
         )
         parser.add_argument(
             "--worker",
@@ -75,7 +77,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        names = self._names(options["only"], options["worker"])
+        try:
+            names = self._names(options["only"], options["worker"])
+        except ImproperlyConfigured as exc:
+            raise CommandError(f"bad HEALTH_CHECKS setting:\n{exc}", returncode=EXIT_USAGE) from None
         timeout: float = options["timeout"] or (
             checks.WORKER_TIMEOUT if "worker" in names else settings.HEALTHCHECK_TIMEOUT
         )
@@ -85,9 +90,8 @@ class Command(BaseCommand):
         else:
             self._write_table(report)
         if not report.ok:
-            raise CommandError(
-                "unhealthy: " + ", ".join(n for n, r in report.checks.items() if not r.ok), returncode=EXIT_UNHEALTHY
-            )
+            failed = [name for name, result in report.checks.items() if not result.ok and result.critical]
+            raise CommandError("unhealthy: " + ", ".join(failed), returncode=EXIT_UNHEALTHY)
 
     @staticmethod
     def _run_until_healthy(names: tuple[str, ...], timeout: float, wait: float) -> checks.HealthReport:
@@ -115,11 +119,11 @@ class Command(BaseCommand):
 
     @staticmethod
     def _names(only: str | None, worker: bool) -> tuple[str, ...]:
-        requested = [name.strip() for name in only.split(",")] if only else list(checks.DEFAULT_CHECKS)
+        requested = [name.strip() for name in only.split(",")] if only else list(checklist.configured())
         if worker:
             requested.append("worker")
         try:
-            return checks.validate_names(name for name in requested if name)
+            return tuple(checklist.select(name for name in requested if name))
         except ValueError as exc:
             raise CommandError(str(exc), returncode=EXIT_USAGE) from None
 
@@ -140,6 +144,12 @@ class Command(BaseCommand):
                 self.stdout.write(line.rstrip())
             else:
                 style = self.style.SUCCESS if row[1] == "ok" else self.style.ERROR
+                if row[0] in report.warnings:
+                    style = self.style.WARNING
                 self.stdout.write(style(line.rstrip()))
-        overall = self.style.SUCCESS("healthy") if report.ok else self.style.ERROR("unhealthy")
-        self.stdout.write(overall)
+        if not report.ok:
+            self.stdout.write(self.style.ERROR("unhealthy"))
+        elif report.warnings:
+            self.stdout.write(self.style.WARNING(f"healthy (warnings: {', '.join(report.warnings)})"))
+        else:
+            self.stdout.write(self.style.SUCCESS("healthy"))
