@@ -66,6 +66,10 @@ ANCHOR_RESET_FIX = (5, 1, 4)
 DOCKERIGNORE_DECOYS = (
     ".env",
     ".env.production",
+    ".env.local",
+    "production.env",  # the name docs once used with `docker run --env-file`
+    "deploy/staging.env",
+    "deploy/.env",
     ".git",
     ".venv/decoy",
     "data/decoy",
@@ -301,11 +305,13 @@ class TestImage:
 
     def test_dockerignore_keeps_secrets_state_and_caches_out(self, image: BuiltImage) -> None:
         """Nothing planted in the build's copy, and no tests, docs, caches or compose files."""
-        unwanted = ["decoy", "decoy.css", "__pycache__", "tests", "bench", ".ci", "docs", ".git", ".venv", "data"]
+        unwanted = [
+            *("decoy", "decoy.css", "__pycache__", "tests", "bench", "harness", ".ci", "docs", ".git", ".venv", "data")
+        ]
         code = (
             "import json, pathlib, sys; app, names = pathlib.Path('/app'), set(json.loads(sys.argv[1]));"
             "print(json.dumps(sorted(str(p.relative_to(app)) for p in app.rglob('*')"
-            " if p.name in names or p.name.startswith(('.env', 'docker-compose')))))"
+            " if p.name in names or p.name.startswith(('.env', 'docker-compose')) or p.name.endswith('.env'))))"
         )
         command = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image.tag]
         result = run([*command, "-c", code, json.dumps(unwanted)])
