@@ -4,9 +4,11 @@ gunicorn loads this file automatically from the project root; `gunicorn` alone s
 """
 
 import os
+from typing import Any
 
+from apps.common import draining  # noqa: F401 - mapped here, in the master, before any worker forks
 from apps.common.masking import service_fields
-from config import env
+from config import drain, env, probe_listener
 from config.logging import build_logging_config
 from config.startup import exit_on_bad_configuration
 
@@ -41,17 +43,36 @@ logconfig_dict = build_logging_config(level=_config.log_level, fmt=_config.log_f
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'
 
 
-def when_ready(server: object) -> None:
+def when_ready(server: Any) -> None:
     import structlog
 
     structlog.get_logger("gunicorn.conf").info(
-        "web_ready", workers=workers, **service_fields(_config.database, _config.redis_url)
+        "web_ready",
+        workers=workers,
+        probe_port=_config.probe_port,
+        drain_seconds=_config.drain_seconds,
+        **service_fields(_config.database, _config.redis_url),
     )
+    # SIGTERM: readiness 503 at once, DRAIN_SECONDS of serving, then gunicorn's graceful shutdown.
+    drain.install(_config.drain_seconds)
 
 
-def worker_exit(server: object, worker: object) -> None:
-    """Close the health probes' database connections when a worker stops."""
+def post_worker_init(worker: Any) -> None:
+    """PROBE_PORT: this worker also answers the probes there, on threads of its own."""
+    if _config.probe_port is not None:
+        probe_listener.start(worker.wsgi, _probe_host(worker.cfg.address), _config.probe_port)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Stop the probe listener; close the health probes' database connections when a worker stops."""
+    probe_listener.stop()
     from apps.health import access, checks
 
     checks.shutdown()
     access.shutdown()
+
+
+def _probe_host(addresses: list[Any]) -> str:
+    """The probe port listens on the host of the first TCP address gunicorn binds (0.0.0.0 here)."""
+    hosts = [address[0] for address in addresses if isinstance(address, tuple)]
+    return hosts[0] if hosts else "0.0.0.0"  # noqa: S104 - the pod IP is where orchestrators probe

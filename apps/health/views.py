@@ -11,6 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from apps.common import draining
 from apps.health import access, render
 from apps.health.checks import run_checks
 
@@ -47,7 +48,13 @@ def livez(request: HttpRequest) -> HttpResponse:
 
 @_probe
 def readyz(request: HttpRequest) -> HttpResponse:
-    """PostgreSQL and Redis answer: 200, or 503 naming the failing ones."""
+    """PostgreSQL and Redis answer: 200, or 503 naming the failing ones; 503 while draining."""
+    if draining.is_draining():
+        # SIGTERM arrived: load balancers take this replica out of rotation while it still
+        # serves (DRAIN_SECONDS). No check runs: the answer no longer depends on them.
+        if render.wants_health_json(request.META.get("HTTP_ACCEPT", "")):
+            return _json({"status": "fail", "output": "draining"}, 503, render.HEALTH_JSON)
+        return _json({"status": "draining"}, 503)
     deadline = time.monotonic() + settings.HEALTHCHECK_TIMEOUT
     wants_details = request.GET.get("verbose") == "1"
     health_json = render.wants_health_json(request.META.get("HTTP_ACCEPT", ""))
