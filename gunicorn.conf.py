@@ -9,6 +9,7 @@ from typing import Any
 from apps.common import draining  # noqa: F401 - mapped here, in the master, before any worker forks
 from apps.common.masking import service_fields
 from config import drain, env, probe_listener
+from config import workers as balanced
 from config.logging import build_logging_config
 from config.startup import exit_on_bad_configuration
 
@@ -23,13 +24,17 @@ wsgi_app = "config.wsgi:application"
 bind = [f"0.0.0.0:{_config.port}"]
 # Explicit, never cpu_count(): inside a container that is the host's core count.
 workers = _config.web_concurrency
-# Threads let one process answer probes while another request waits on I/O.
-worker_class = "gthread"
+# Threads let one process answer probes while another request waits on I/O. gthread, except that
+# the least-busy worker accepts the next connection (config/workers.py): plain gthread lets the
+# kernel hand a burst of persistent connections to one worker. Measured, and why no setting does
+# it: docs/performance.md.
+worker_class = "config.workers.BalancedThreadWorker"
 threads = 4
 # Heartbeat files on tmpfs: a slow or full disk must not make the arbiter kill healthy workers.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - tmpfs, not a temp file
 timeout = 30
-# Shorter than Docker's default 10 s stop grace period, so in-flight requests finish cleanly.
+# Shorter than Docker's default 10 s stop grace period, so in-flight requests finish cleanly. A stop
+# takes DRAIN_SECONDS more: the orchestrator's grace period must cover both (docs/deploy.md).
 graceful_timeout = 8
 keepalive = 5
 forwarded_allow_ips = ",".join(_config.forwarded_allow_ips)
@@ -57,10 +62,21 @@ def when_ready(server: Any) -> None:
     drain.install(_config.drain_seconds)
 
 
+def pre_fork(server: Any, worker: Any) -> None:
+    balanced.assign(server, worker)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    balanced.release(worker)
+
+
 def post_worker_init(worker: Any) -> None:
     """PROBE_PORT: this worker also answers the probes there, on threads of its own."""
+    import structlog
+
     if _config.probe_port is not None:
         probe_listener.start(worker.wsgi, _probe_host(worker.cfg.address), _config.probe_port)
+    structlog.get_logger("gunicorn.conf").info("worker_ready", pid=os.getpid())
 
 
 def worker_exit(server: Any, worker: Any) -> None:

@@ -45,7 +45,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ from rq import Queue, Worker  # noqa: E402
 from rq.job import JobStatus  # noqa: E402
 
 from apps.common.probe_paths import HEALTHZ, LIVEZ  # noqa: E402
-from bench import loads  # noqa: E402
+from bench import loads, serving  # noqa: E402
 from bench.common import (  # noqa: E402
     BENCH_DB,
     BENCH_DB_URL,
@@ -84,7 +84,7 @@ from harness.project import BIN, PYTHON  # noqa: E402
 from harness.servers import BlackHole, DelayProxy, PostgresCluster, RedisServer, postgres_bin  # noqa: E402
 
 HEALTHZ_PATH, LIVEZ_PATH = "/" + HEALTHZ, "/" + LIVEZ
-SECTIONS = ("throughput", "churn", "faults", "worker", "soak")
+SECTIONS = ("throughput", "churn", "faults", "worker", "soak", "balance")
 HEALTHCHECK_TIMEOUT = 1.0  # the contract's default, used unchanged
 FAULT_BUDGET = HEALTHCHECK_TIMEOUT + 0.25
 SLOW_DELAY = 5.0
@@ -112,6 +112,7 @@ class Profile:
     soak_seconds: float = 60.0
     soak_connections: int = 32
     outage_seconds: float = 3.0
+    serving: serving.ServingProfile = field(default_factory=serving.ServingProfile)
 
 
 QUICK = Profile(
@@ -125,6 +126,7 @@ QUICK = Profile(
     latency_jobs=15,
     burst_jobs=40,
     soak_seconds=20.0,
+    serving=serving.ServingProfile.quick(),
 )
 
 
@@ -346,7 +348,11 @@ def fault(dependency: str, kind: str) -> Iterator[tuple[str, DelayProxy | None]]
     else:
         proxy = DelayProxy(upstream, delay=0.0)
         port = proxy.port
-    url = f"redis://127.0.0.1:{port}/{SHARED_REDIS_DB}" if dependency == "redis" else f"postgres://postgres@127.0.0.1:{port}/{BENCH_DB}"
+    url = (
+        f"redis://127.0.0.1:{port}/{SHARED_REDIS_DB}"
+        if dependency == "redis"
+        else f"postgres://postgres@127.0.0.1:{port}/{BENCH_DB}"
+    )
     try:
         yield url, proxy
     finally:
@@ -894,8 +900,10 @@ def main(argv: list[str] | None = None) -> int:
                 section_faults(profile, report)
             elif section == "worker":
                 section_worker(profile, report)
-            else:
+            elif section == "soak":
                 section_soak(profile, report)
+            elif section == "balance":
+                serving.section_balance(profile.serving, report)
     finally:
         postgres.close()
     info["loadavg_end"] = os.getloadavg()

@@ -1,0 +1,300 @@
+"""Serving benchmarks (issues 17, 13 and 15): how the load spreads over gunicorn's workers, and
+what slow clients and saturation do to new clients and to the probes.
+
+- balance: the project's gunicorn (``WEB_CONCURRENCY=2``) with its chosen settings, side by side
+  with main's former settings and the alternatives that were weighed, all running at once and
+  measured in turn (run 1: A B C D, run 2: B C D A, ...), so that a busy spell of the machine
+  hits them all alike. At 2, 4, 8 and 64 persistent connections (wrk), several back-to-back runs
+  of ``/healthz`` and of the near-physical-limit view ``/bench/limit``, each served the same
+  way: requests/s (min / median / max), p99, and the busiest worker's share of the workers' CPU
+  time. Then 50 idle keep-alive connections held open while new clients ask for ``/livez``.
+- probe-port: every request thread held by trickling uploads; ``/livez`` and ``/readyz`` on
+  ``PROBE_PORT`` meanwhile (and, for contrast, ``/livez`` on the main port).
+- slow-clients: silent connections and trickling uploads against gunicorn alone and through the
+  nginx of ``deploy/nginx/`` in front of it: how long a new client waits for ``/livez``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from apps.common.probe_paths import HEALTHZ, LIVEZ
+from bench import loads
+from bench.common import (
+    BENCH_DB_URL,
+    SHARED_REDIS_URL,
+    WEB_CONCURRENCY,
+    Report,
+    app_env,
+    cpu_seconds,
+    fmt_ms,
+    gunicorn,
+    say,
+    workers_of,
+)
+from bench.paths import LIMIT_PATH
+from harness.project import Server
+from harness.slow_clients import IdleKeepAlive
+
+HEALTHZ_PATH, LIVEZ_PATH, LIMIT = "/" + HEALTHZ, "/" + LIVEZ, "/" + LIMIT_PATH
+THREADS = 4  # gunicorn.conf.py's threads
+
+# Targets from issue 17; never loosened here.
+TARGET_SLOWEST_VS_FASTEST = 0.8
+TARGET_MEDIAN_VS_LIMIT = 0.9
+TARGET_NEW_CLIENT_MS = 50.0
+TARGET_CONNECTIONS = 8
+
+
+@dataclass(frozen=True)
+class Setup:
+    """A way of serving: gunicorn.conf.py plus these command-line overrides."""
+
+    name: str
+    args: tuple[str, ...]
+    about: str
+
+
+CHOSEN = Setup("chosen", (), "gunicorn.conf.py as it is")
+BEFORE = Setup(
+    "before", ("--keep-alive", "5", "--worker-connections", "1000"), "main's: keep-alive 5 s, one shared socket"
+)
+ALTERNATIVES = (
+    Setup(
+        "worker_connections=threads",
+        ("--keep-alive", "5", "--worker-connections", str(THREADS)),
+        "keep-alive 5 s, at most 4 connections per worker",
+    ),
+    Setup("reuse_port", ("--keep-alive", "5", "--reuse-port"), "keep-alive 5 s, a SO_REUSEPORT socket per worker"),
+    Setup("keepalive=0", ("--keep-alive", "0"), "no keep-alive, one shared socket"),
+)
+
+
+@dataclass
+class ServingProfile:
+    runs: int = 6
+    seconds: float = 2.0
+    connections: tuple[int, ...] = (2, 4, 8, 64)
+    alternatives: bool = True
+    idle_connections: int = 50
+    new_clients: int = 20
+
+    @classmethod
+    def quick(cls) -> ServingProfile:
+        return cls(runs=6, seconds=1.0, connections=(2, 8), alternatives=False, new_clients=10)
+
+
+@dataclass
+class Run:
+    path: str
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    socket_errors: int
+    worker_cpu_s: list[float] = field(default_factory=list)
+
+    @property
+    def busiest_share(self) -> float:
+        total = sum(self.worker_cpu_s)
+        return max(self.worker_cpu_s) / total if total else float("nan")
+
+
+@contextlib.contextmanager
+def servers(setups: tuple[Setup, ...]) -> Iterator[dict[str, Server]]:
+    env = app_env(BENCH_DB_URL, SHARED_REDIS_URL, settings="bench.settings")
+    with contextlib.ExitStack() as stack:
+        yield {setup.name: stack.enter_context(gunicorn(env, setup.args)) for setup in setups}
+
+
+def measure(server: Server, path: str, connections: int, seconds: float) -> Run:
+    pids = sorted(workers_of(server))
+    before = [cpu_seconds({pid}) for pid in pids]
+    result = loads.run_wrk(server.url + path, seconds, connections, 1 if connections <= 8 else 2)
+    after = [cpu_seconds({pid}) for pid in pids]
+    return Run(
+        path,
+        connections,
+        result.rps,
+        result.p50_ms,
+        result.p99_ms,
+        result.non_2xx,
+        result.lost,
+        [b - a for a, b in zip(before, after, strict=True)],
+    )
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):,.0f} / {loads.median(values):,.0f} / {max(values):,.0f}"
+
+
+def section_balance(profile: ServingProfile, report: Report) -> None:
+    setups = (CHOSEN, BEFORE, *(ALTERNATIVES if profile.alternatives else ()))
+    say(
+        f"\n== balance: {len(setups)} ways of serving side by side, gunicorn x{WEB_CONCURRENCY} workers x{THREADS} "
+        f"threads; {profile.runs} runs x {profile.seconds:g} s of /healthz and {LIMIT} at "
+        f"{', '.join(map(str, profile.connections))} connections"
+    )
+    runs: dict[str, dict[int, list[dict[str, Run]]]] = {setup.name: {} for setup in setups}
+    idle: dict[str, dict[str, Any]] = {}
+    with servers(setups) as running:
+        for server in running.values():
+            for path in (HEALTHZ_PATH, LIMIT):
+                loads.run_wrk(server.url + path, 1, 8)
+        for connections in profile.connections:
+            for number in range(profile.runs):
+                # A different one first each run: none always measures right after a quiet spell.
+                order = setups[number % len(setups) :] + setups[: number % len(setups)]
+                for setup in order:
+                    pair = {
+                        path: measure(running[setup.name], path, connections, profile.seconds)
+                        for path in (HEALTHZ_PATH, LIMIT)
+                    }
+                    runs[setup.name].setdefault(connections, []).append(pair)
+                    healthz = pair[HEALTHZ_PATH]
+                    say(
+                        f"  c={connections:<3} run {number + 1} {setup.name:27} {healthz.rps:7.0f} req/s  "
+                        f"p99 {fmt_ms(healthz.p99_ms):>9}  busiest worker {healthz.busiest_share:4.0%}  "
+                        f"limit {pair[LIMIT].rps:7.0f} req/s  errors {healthz.non_2xx + healthz.socket_errors}"
+                    )
+        for setup in setups:
+            idle[setup.name] = new_clients_beside_idle(running[setup.name], profile)
+            say(
+                f"  idle keep-alive {setup.name:27} {idle[setup.name]['held_open']} of "
+                f"{profile.idle_connections} still open; new client /livez max "
+                f"{fmt_ms(idle[setup.name]['max_ms'])}"
+            )
+    summarise(profile, report, setups, runs, idle)
+
+
+def new_clients_beside_idle(server: Server, profile: ServingProfile) -> dict[str, Any]:
+    """``idle_connections`` keep-alive connections held open; then new clients, one at a time."""
+    with IdleKeepAlive(server.port, LIVEZ_PATH, profile.idle_connections) as idle:
+        time.sleep(0.2)  # let the server put them where idle connections go
+        held_open = idle.still_open()
+        replies = [loads.timed_get(server.port, LIVEZ_PATH, timeout=5) for _ in range(profile.new_clients)]
+    times = [reply.seconds * 1000 for reply in replies]
+    return {
+        "held_open": held_open,
+        "statuses": sorted({reply.status for reply in replies}),
+        "times_ms": times,
+        "p50_ms": loads.median(times),
+        "max_ms": max(times),
+    }
+
+
+def rps_at(runs: dict[int, list[dict[str, Run]]], connections: int = TARGET_CONNECTIONS) -> list[float]:
+    return [pair[HEALTHZ_PATH].rps for pair in runs[connections]]
+
+
+def summarise(
+    profile: ServingProfile,
+    report: Report,
+    setups: tuple[Setup, ...],
+    runs: dict[str, dict[int, list[dict[str, Run]]]],
+    idle: dict[str, dict[str, Any]],
+) -> None:
+    table = [
+        [
+            "serving",
+            "connections",
+            "`/healthz` req/s (min / median / max)",
+            "slowest : fastest",
+            "p99 (median)",
+            "busiest worker's CPU share (median, max)",
+            "`/bench/limit` req/s (median)",
+            "`/healthz` : limit",
+            "errors",
+        ]
+    ]
+    summary: dict[str, Any] = {}
+    for setup in setups:
+        summary[setup.name] = {"about": setup.about, "args": list(setup.args), "connections": {}}
+        for connections, pairs in runs[setup.name].items():
+            healthz = [pair[HEALTHZ_PATH] for pair in pairs]
+            limit = [pair[LIMIT] for pair in pairs]
+            rps = [run.rps for run in healthz]
+            shares = [run.busiest_share for run in healthz]
+            values = {
+                "rps_min": min(rps),
+                "rps_median": loads.median(rps),
+                "rps_max": max(rps),
+                "slowest_vs_fastest": min(rps) / max(rps) if max(rps) else 0.0,
+                "p99_median_ms": loads.median([run.p99_ms for run in healthz]),
+                "busiest_share_median": loads.median(shares),
+                "busiest_share_max": max(shares),
+                "limit_rps_median": loads.median([run.rps for run in limit]),
+                "errors": sum(run.non_2xx + run.socket_errors for run in healthz + limit),
+            }
+            values["healthz_vs_limit"] = values["rps_median"] / values["limit_rps_median"]
+            summary[setup.name]["connections"][connections] = values
+            table.append(
+                [
+                    setup.name,
+                    str(connections),
+                    spread(rps),
+                    f"{values['slowest_vs_fastest']:.2f}",
+                    fmt_ms(values["p99_median_ms"]),
+                    f"{values['busiest_share_median']:.0%}, {values['busiest_share_max']:.0%}",
+                    f"{values['limit_rps_median']:,.0f}",
+                    f"{values['healthz_vs_limit']:.2f}",
+                    str(values["errors"]),
+                ]
+            )
+    report.tables["balance (runs back to back; busiest worker: 50% is an even split)"] = table
+
+    idle_table = [["serving", "idle keep-alive connections held open", "new client `/livez` (median / max)"]]
+    for setup in setups:
+        found = idle[setup.name]
+        idle_table.append(
+            [
+                setup.name,
+                f"{found['held_open']} of {profile.idle_connections}",
+                f"{fmt_ms(found['p50_ms'])} / {fmt_ms(found['max_ms'])}",
+            ]
+        )
+    report.tables[f"new clients beside {profile.idle_connections} idle keep-alive connections"] = idle_table
+    report.data["balance"] = {
+        "profile": asdict(profile),
+        "setups": {setup.name: {"about": setup.about, "args": list(setup.args)} for setup in setups},
+        "runs": {
+            name: {c: [{path: asdict(run) for path, run in pair.items()} for pair in pairs] for c, pairs in by.items()}
+            for name, by in runs.items()
+        },
+        "summary": summary,
+        "idle": idle,
+    }
+
+    for setup in (CHOSEN, BEFORE):
+        at = summary[setup.name]["connections"].get(TARGET_CONNECTIONS)
+        if at is None:
+            continue
+        verdict = setup is CHOSEN or None
+        report.add(
+            "balance",
+            f"{setup.name}: at {TARGET_CONNECTIONS} connections, slowest run >= {TARGET_SLOWEST_VS_FASTEST} x fastest",
+            f"{at['slowest_vs_fastest']:.2f} x ({spread(rps_at(runs[setup.name]))} req/s)",
+            at["slowest_vs_fastest"] >= TARGET_SLOWEST_VS_FASTEST if verdict else None,
+        )
+        report.add(
+            "balance",
+            f"{setup.name}: median `/healthz` >= {TARGET_MEDIAN_VS_LIMIT} x the limit view served the same way",
+            f"{at['healthz_vs_limit']:.2f} x ({at['rps_median']:,.0f} vs {at['limit_rps_median']:,.0f} req/s)",
+            at["healthz_vs_limit"] >= TARGET_MEDIAN_VS_LIMIT if verdict else None,
+        )
+    chosen_idle = idle[CHOSEN.name]
+    report.add(
+        "balance",
+        f"new client's `/livez` beside {profile.idle_connections} idle keep-alive connections "
+        f"<= {TARGET_NEW_CLIENT_MS:g} ms",
+        f"max {fmt_ms(chosen_idle['max_ms'])} over {profile.new_clients} ({chosen_idle['held_open']} held open; "
+        f"statuses {chosen_idle['statuses']})",
+        chosen_idle["max_ms"] <= TARGET_NEW_CLIENT_MS and chosen_idle["statuses"] == [200],
+    )
+    errors = sum(values["errors"] for s in summary.values() for values in s["connections"].values())
+    report.add("balance", "every answer 200, no socket errors", f"{errors} other", errors == 0)
