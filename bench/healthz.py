@@ -81,10 +81,10 @@ from bench.common import (  # noqa: E402
 from bench.paths import LIMIT_PATH  # noqa: E402
 from harness.processes import free_port  # noqa: E402
 from harness.project import BIN, PYTHON  # noqa: E402
-from harness.servers import BlackHole, DelayProxy, PostgresCluster, RedisServer, postgres_bin  # noqa: E402
+from harness.servers import NGINX, BlackHole, DelayProxy, PostgresCluster, RedisServer, postgres_bin  # noqa: E402
 
 HEALTHZ_PATH, LIVEZ_PATH = "/" + HEALTHZ, "/" + LIVEZ
-SECTIONS = ("throughput", "churn", "faults", "worker", "soak", "balance")
+SECTIONS = ("throughput", "churn", "faults", "worker", "soak", "balance", "probe-port", "slow-clients")
 HEALTHCHECK_TIMEOUT = 1.0  # the contract's default, used unchanged
 FAULT_BUDGET = HEALTHCHECK_TIMEOUT + 0.25
 SLOW_DELAY = 5.0
@@ -851,6 +851,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="seconds per throughput measurement")
     parser.add_argument("--connections", type=int, help="wrk connections for the throughput rounds")
     parser.add_argument("--soak-seconds", type=float, help="soak duration")
+    parser.add_argument(
+        "--alternatives",
+        action=argparse.BooleanOptionalAction,
+        help="balance: also measure the settings that were weighed and not chosen (default: on, off with --quick)",
+    )
     parser.add_argument("--json", type=Path, help="where to write all measurements (default: bench/results/)")
     args = parser.parse_args(argv)
 
@@ -867,6 +872,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if getattr(args, option) is not None:
             setattr(profile, attribute, getattr(args, option))
+    if args.alternatives is not None:
+        profile.serving.alternatives = args.alternatives
 
     missing = [
         tool for tool, found in (("wrk", loads.find_wrk()), ("redis-server", shutil.which("redis-server"))) if not found
@@ -879,6 +886,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if {"soak"} & set(chosen) and postgres_bin() is None:
         print("bench: the soak needs PostgreSQL's server binaries (initdb, pg_ctl)", file=sys.stderr)
+        return 2
+    if {"slow-clients"} & set(chosen) and not NGINX.exists():
+        print(f"bench: slow-clients needs nginx ({NGINX}; Debian: apt-get install nginx-light)", file=sys.stderr)
         return 2
 
     started = dt.datetime.now(dt.UTC)
@@ -904,6 +914,10 @@ def main(argv: list[str] | None = None) -> int:
                 section_soak(profile, report)
             elif section == "balance":
                 serving.section_balance(profile.serving, report)
+            elif section == "probe-port":
+                serving.section_probe_port(profile.serving, report)
+            elif section == "slow-clients":
+                serving.section_slow_clients(profile.serving, report)
     finally:
         postgres.close()
     info["loadavg_end"] = os.getloadavg()

@@ -37,8 +37,10 @@ from bench.common import (
     workers_of,
 )
 from bench.paths import LIMIT_PATH
-from harness.project import Server
-from harness.slow_clients import IdleKeepAlive
+from harness.processes import free_port
+from harness.project import Server, nginx_site
+from harness.servers import Nginx
+from harness.slow_clients import IdleKeepAlive, SilentConnections, TricklingUploads
 
 HEALTHZ_PATH, LIVEZ_PATH, LIMIT = "/" + HEALTHZ, "/" + LIVEZ, "/" + LIMIT_PATH
 THREADS = 4  # gunicorn.conf.py's threads
@@ -48,6 +50,12 @@ TARGET_SLOWEST_VS_FASTEST = 0.8
 TARGET_MEDIAN_VS_LIMIT = 0.9
 TARGET_NEW_CLIENT_MS = 50.0
 TARGET_CONNECTIONS = 8
+# Issue 13: /livez on PROBE_PORT while every request thread is held; /readyz within its deadline.
+TARGET_PROBE_LIVEZ_MS = 100.0
+HEALTHCHECK_TIMEOUT = 1.0  # the contract's default, as app_env leaves it
+TARGET_PROBE_READYZ_MS = (HEALTHCHECK_TIMEOUT + 0.25) * 1000
+# Issue 15: through nginx, a new client's /livez while slow and silent clients press on.
+TARGET_THROUGH_NGINX_MS = 100.0
 
 
 @dataclass(frozen=True)
@@ -82,10 +90,22 @@ class ServingProfile:
     alternatives: bool = True
     idle_connections: int = 50
     new_clients: int = 20
+    probe_samples: int = 40
+    readyz_samples: int = 8
+    slow_uploads: int = 16
+    silent_connections: int = 50
 
     @classmethod
     def quick(cls) -> ServingProfile:
-        return cls(runs=6, seconds=1.0, connections=(2, 8), alternatives=False, new_clients=10)
+        return cls(
+            runs=6,
+            seconds=1.0,
+            connections=(2, 8),
+            alternatives=False,
+            new_clients=10,
+            probe_samples=10,
+            readyz_samples=3,
+        )
 
 
 @dataclass
@@ -298,3 +318,167 @@ def summarise(
     )
     errors = sum(values["errors"] for s in summary.values() for values in s["connections"].values())
     report.add("balance", "every answer 200, no socket errors", f"{errors} other", errors == 0)
+
+
+# --- probe-port and slow-clients -----------------------------------------------------------------
+
+
+def plain_http_env(**overrides: str) -> dict[str, str]:
+    """Production settings, plain HTTP: a login POST reaches the form (and reads its body)
+    instead of being redirected to HTTPS first."""
+    return {**app_env(BENCH_DB_URL, SHARED_REDIS_URL), "DJANGO_SECURE_SSL_REDIRECT": "false", **overrides}
+
+
+def timed_probes(port: int, path: str, count: int, timeout: float = 5.0) -> dict[str, Any]:
+    """``count`` GETs, each on a fresh connection, one after the other; a timeout counts as unanswered."""
+    times, statuses, unanswered = [], [], 0
+    for _ in range(count):
+        try:
+            reply = loads.timed_get(port, path, timeout=timeout)
+        except OSError:
+            unanswered += 1
+            continue
+        times.append(reply.seconds * 1000)
+        statuses.append(reply.status)
+    return {
+        "count": count,
+        "answered": len(times),
+        "unanswered": unanswered,
+        "statuses": sorted(set(statuses)),
+        "times_ms": times,
+        "p50_ms": loads.median(times),
+        "max_ms": max(times, default=float("inf")),
+    }
+
+
+def answered_within(port: int, path: str, seconds: float) -> bool:
+    try:
+        loads.timed_get(port, path, timeout=seconds)
+    except OSError:
+        return False
+    return True
+
+
+def section_probe_port(profile: ServingProfile, report: Report) -> None:
+    threads = int(WEB_CONCURRENCY) * THREADS
+    say(
+        f"\n== probe-port: {profile.slow_uploads} trickling uploads hold the {threads} request threads; "
+        f"/livez x{profile.probe_samples} and /readyz x{profile.readyz_samples} on PROBE_PORT meanwhile"
+    )
+    probe_port = free_port()
+    with gunicorn(plain_http_env(PROBE_PORT=str(probe_port))) as server:
+        server.wait_for_workers(int(WEB_CONCURRENCY))
+        quiet = timed_probes(probe_port, LIVEZ_PATH, profile.probe_samples)
+        with TricklingUploads(server.port, "/admin/login/", profile.slow_uploads):
+            time.sleep(1.0)  # every upload's headers in, every thread reading a body
+            saturated_before = not answered_within(server.port, LIVEZ_PATH, 1.0)
+            livez = timed_probes(probe_port, LIVEZ_PATH, profile.probe_samples)
+            readyz = timed_probes(probe_port, "/" + "readyz", profile.readyz_samples)
+            saturated_after = not answered_within(server.port, LIVEZ_PATH, 1.0)
+    saturated = saturated_before and saturated_after
+    say(
+        f"  main port saturated: {saturated}; PROBE_PORT /livez max {fmt_ms(livez['max_ms'])} "
+        f"(quiet: {fmt_ms(quiet['max_ms'])}), /readyz max {fmt_ms(readyz['max_ms'])}"
+    )
+    report.data["probe_port"] = {"saturated": saturated, "quiet_livez": quiet, "livez": livez, "readyz": readyz}
+    report.tables["probe port while every request thread is held"] = [
+        ["probe", "answered", "median", "max", "statuses"],
+        *[
+            [
+                label,
+                f"{found['answered']} of {found['count']}",
+                fmt_ms(found["p50_ms"]),
+                fmt_ms(found["max_ms"]),
+                "/".join(map(str, found["statuses"])),
+            ]
+            for label, found in (
+                ("`/livez` on PROBE_PORT, quiet", quiet),
+                ("`/livez` on PROBE_PORT, saturated", livez),
+                ("`/readyz` on PROBE_PORT, saturated", readyz),
+            )
+        ],
+    ]
+    report.add(
+        "probe-port",
+        "every request thread held (main port `/livez`: no answer within 1 s)",
+        f"{'yes' if saturated else 'no'}, with {profile.slow_uploads} trickling uploads",
+        saturated,
+    )
+    report.add(
+        "probe-port",
+        f"`/livez` on PROBE_PORT <= {TARGET_PROBE_LIVEZ_MS:g} ms while saturated",
+        f"max {fmt_ms(livez['max_ms'])}, median {fmt_ms(livez['p50_ms'])} over {livez['count']} "
+        f"({livez['answered']} answered, statuses {livez['statuses']})",
+        livez["answered"] == livez["count"] and livez["statuses"] == [200] and livez["max_ms"] <= TARGET_PROBE_LIVEZ_MS,
+    )
+    report.add(
+        "probe-port",
+        f"`/readyz` on PROBE_PORT within its deadline ({TARGET_PROBE_READYZ_MS:g} ms) while saturated",
+        f"max {fmt_ms(readyz['max_ms'])} over {readyz['count']} (statuses {readyz['statuses']})",
+        readyz["answered"] == readyz["count"]
+        and readyz["statuses"] == [200]
+        and readyz["max_ms"] <= TARGET_PROBE_READYZ_MS,
+    )
+
+
+@contextlib.contextmanager
+def slow_clients(port: int, profile: ServingProfile) -> Iterator[None]:
+    """Trickling logins plus silent connections reopened every 4.5 s, against ``port``."""
+    with (
+        TricklingUploads(port, "/admin/login/", profile.slow_uploads),
+        SilentConnections(port, profile.silent_connections, reopen=4.5),
+    ):
+        time.sleep(1.0)
+        yield
+
+
+def section_slow_clients(profile: ServingProfile, report: Report) -> None:
+    say(
+        f"\n== slow-clients: {profile.slow_uploads} trickling uploads and {profile.silent_connections} silent "
+        f"connections; a new client's /livez x{profile.new_clients}, gunicorn alone and through nginx"
+    )
+    results: dict[str, dict[str, Any]] = {}
+    with gunicorn(plain_http_env()) as server:
+        server.wait_for_workers(int(WEB_CONCURRENCY))
+        nginx_port = free_port()
+        proxy = Nginx(nginx_site(server.port, nginx_port), nginx_port).start()
+        try:
+            for label, port in (("gunicorn alone", server.port), ("through nginx", nginx_port)):
+                results[label] = {"quiet": timed_probes(port, LIVEZ_PATH, profile.new_clients, timeout=2)}
+                with slow_clients(port, profile):
+                    results[label]["attacked"] = timed_probes(port, LIVEZ_PATH, profile.new_clients, timeout=2)
+                found = results[label]["attacked"]
+                say(f"  {label:15} {found['answered']} of {found['count']} answered, max {fmt_ms(found['max_ms'])}")
+        finally:
+            proxy.destroy()
+    report.data["slow_clients"] = results
+    report.tables["a new client's `/livez` under slow and silent clients (2 s timeout)"] = [
+        ["path", "quiet: answered, median / max", "under attack: answered", "median / max"],
+        *[
+            [
+                label,
+                f"{found['quiet']['answered']} of {found['quiet']['count']}, "
+                f"{fmt_ms(found['quiet']['p50_ms'])} / {fmt_ms(found['quiet']['max_ms'])}",
+                f"{found['attacked']['answered']} of {found['attacked']['count']}",
+                f"{fmt_ms(found['attacked']['p50_ms'])} / {fmt_ms(found['attacked']['max_ms'])}"
+                if found["attacked"]["answered"]
+                else "-",
+            ]
+            for label, found in results.items()
+        ],
+    ]
+    alone, proxied = results["gunicorn alone"]["attacked"], results["through nginx"]["attacked"]
+    report.add(
+        "slow-clients",
+        "gunicorn alone (context: why nginx is required)",
+        f"{alone['answered']} of {alone['count']} answered within 2 s",
+        None,
+    )
+    report.add(
+        "slow-clients",
+        f"through nginx, every `/livez` answered, <= {TARGET_THROUGH_NGINX_MS:g} ms",
+        f"{proxied['answered']} of {proxied['count']}, max {fmt_ms(proxied['max_ms'])}",
+        proxied["answered"] == proxied["count"]
+        and proxied["statuses"] == [200]
+        and proxied["max_ms"] <= TARGET_THROUGH_NGINX_MS,
+    )
