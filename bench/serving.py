@@ -68,17 +68,24 @@ class Setup:
 
 
 CHOSEN = Setup("chosen", (), "gunicorn.conf.py as it is")
+GTHREAD = ("--worker-class", "gthread")
 BEFORE = Setup(
-    "before", ("--keep-alive", "5", "--worker-connections", "1000"), "main's: keep-alive 5 s, one shared socket"
+    "before",
+    (*GTHREAD, "--keep-alive", "5", "--worker-connections", "1000"),
+    "main's: gthread, keep-alive 5 s, one shared socket",
 )
 ALTERNATIVES = (
     Setup(
         "worker_connections=threads",
-        ("--keep-alive", "5", "--worker-connections", str(THREADS)),
-        "keep-alive 5 s, at most 4 connections per worker",
+        (*GTHREAD, "--keep-alive", "5", "--worker-connections", str(THREADS)),
+        "gthread, keep-alive 5 s, at most 4 connections per worker",
     ),
-    Setup("reuse_port", ("--keep-alive", "5", "--reuse-port"), "keep-alive 5 s, a SO_REUSEPORT socket per worker"),
-    Setup("keepalive=0", ("--keep-alive", "0"), "no keep-alive, one shared socket"),
+    Setup(
+        "reuse_port",
+        (*GTHREAD, "--keep-alive", "5", "--reuse-port"),
+        "gthread, keep-alive 5 s, a SO_REUSEPORT socket per worker",
+    ),
+    Setup("keepalive=0", (*GTHREAD, "--keep-alive", "0"), "gthread, no keep-alive, one shared socket"),
 )
 
 
