@@ -103,17 +103,26 @@ class TricklingUploads(_Clients):
 
 
 class IdleKeepAlive(_Clients):
-    """``count`` connections that each made one keep-alive request to ``path``, then went quiet."""
+    """``count`` connections that each made one keep-alive request to ``path``, then went quiet.
 
-    def __init__(self, port: int, path: str, count: int) -> None:
+    They read their answer and never close their end, even when the server closes its own: the
+    way a connection pool sits on its idle connections until it next needs one. ``answered``: how
+    many got their answer within ``timeout`` seconds, all together.
+    """
+
+    def __init__(self, port: int, path: str, count: int, timeout: float = 15) -> None:
         super().__init__()
         request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: keep-alive\r\n\r\n".encode()
         for _ in range(count):
             sock = _connect(port)
             sock.sendall(request)
             self.sockets.append(sock)
+        deadline = time.monotonic() + timeout
+        self.answered = 0
         for sock in self.sockets:
-            _read_response(sock)
+            with contextlib.suppress(OSError):
+                if _read_response(sock, max(0.01, deadline - time.monotonic())).startswith(b"HTTP/1.1 200"):
+                    self.answered += 1
 
     def still_open(self) -> int:
         """How many the server has not closed (a closed one reads as end-of-file)."""
