@@ -888,7 +888,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: the soak needs PostgreSQL's server binaries (initdb, pg_ctl)", file=sys.stderr)
         return 2
     if {"slow-clients"} & set(chosen) and not NGINX.exists():
-        print(f"bench: slow-clients needs nginx ({NGINX}; Debian: apt-get install nginx-light)", file=sys.stderr)
+        print(f"bench: slow-clients needs nginx ({NGINX}; Debian: apt-get install nginx)", file=sys.stderr)
         return 2
 
     started = dt.datetime.now(dt.UTC)

@@ -320,7 +320,7 @@ class Nginx:
 
     def __init__(self, site: str, port: int) -> None:
         if not NGINX.exists():
-            raise RuntimeError(f"{NGINX} is not installed (Debian: apt-get install nginx-light)")
+            raise RuntimeError(f"{NGINX} is not installed (Debian: apt-get install nginx)")
         self.port = port
         self.directory = Path(tempfile.mkdtemp(prefix="nginx-"))
         (self.directory / "site.conf").write_text(site)

@@ -21,7 +21,7 @@ from harness.slow_clients import SilentConnections, TricklingUploads
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not NGINX.exists(), reason=f"{NGINX} is not installed (Debian: apt-get install nginx-light)"),
+    pytest.mark.skipif(not NGINX.exists(), reason=f"{NGINX} is not installed (Debian: apt-get install nginx)"),
 ]
 
 WORKERS, THREADS = 2, 4
