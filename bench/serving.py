@@ -37,7 +37,7 @@ from bench.common import (
     workers_of,
 )
 from bench.paths import LIMIT_PATH
-from harness.processes import free_port
+from harness.processes import free_port, open_connections, wait_until
 from harness.project import Server, nginx_site
 from harness.servers import Nginx
 from harness.slow_clients import IdleKeepAlive, SilentConnections, TricklingUploads
@@ -140,6 +140,9 @@ def servers(setups: tuple[Setup, ...]) -> Iterator[dict[str, Server]]:
 
 
 def measure(server: Server, path: str, connections: int, seconds: float) -> Run:
+    # Every run starts on a quiet server: the last run's connections closed on both ends, so that
+    # no worker still counts one its client has already dropped.
+    wait_until(lambda: open_connections(server.port) == 0, 10, "the last run's connections to close", interval=0.01)
     pids = sorted(workers_of(server))
     before = [cpu_seconds({pid}) for pid in pids]
     result = loads.run_wrk(server.url + path, seconds, connections, 1 if connections <= 8 else 2)

@@ -99,6 +99,17 @@ def established_connections(pid: int, remote_port: int) -> int:
     return count
 
 
+def open_connections(port: int) -> int:
+    """TCP connections to local ``port`` (IPv4) that are established or still closing on the server side."""
+    # 01 ESTABLISHED, 08 CLOSE_WAIT (the client closed, the server has not yet), 09 LAST_ACK
+    states = {"01", "08", "09"}
+    return sum(
+        1
+        for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+        if int(fields[1].split(":")[1], 16) == port and fields[3] in states
+    )
+
+
 def listening_pids(port: int) -> dict[int, int]:
     """Which processes hold a socket listening on TCP ``port`` (IPv4), and how many each."""
     inodes = {
