@@ -37,7 +37,7 @@ from bench.common import (
     workers_of,
 )
 from bench.paths import LIMIT_PATH
-from harness.processes import free_port, open_connections, wait_until
+from harness.processes import connections_by_pid, free_port, open_connections, wait_until
 from harness.project import Server, nginx_site
 from harness.servers import Nginx
 from harness.slow_clients import IdleKeepAlive, SilentConnections, TricklingUploads
@@ -125,6 +125,9 @@ class Run:
     non_2xx: int
     socket_errors: int
     worker_cpu_s: list[float] = field(default_factory=list)
+    # Connections each worker held half-way through the run, fewest first (keep-alive only:
+    # without it they come and go too fast to count).
+    worker_connections: list[int] = field(default_factory=list)
 
     @property
     def busiest_share(self) -> float:
@@ -145,7 +148,10 @@ def measure(server: Server, path: str, connections: int, seconds: float) -> Run:
     wait_until(lambda: open_connections(server.port) == 0, 10, "the last run's connections to close", interval=0.01)
     pids = sorted(workers_of(server))
     before = [cpu_seconds({pid}) for pid in pids]
-    result = loads.run_wrk(server.url + path, seconds, connections, 1 if connections <= 8 else 2)
+    load = loads.WrkProcess(server.url + path, seconds, connections, 1 if connections <= 8 else 2, timeline=False)
+    time.sleep(seconds / 2)
+    held = connections_by_pid(server.port, set(pids))
+    result = load.result()
     after = [cpu_seconds({pid}) for pid in pids]
     return Run(
         path,
@@ -156,6 +162,7 @@ def measure(server: Server, path: str, connections: int, seconds: float) -> Run:
         result.non_2xx,
         result.lost,
         [b - a for a, b in zip(before, after, strict=True)],
+        sorted(held.values()),
     )
 
 
@@ -190,6 +197,7 @@ def section_balance(profile: ServingProfile, report: Report) -> None:
                     say(
                         f"  c={connections:<3} run {number + 1} {setup.name:27} {healthz.rps:7.0f} req/s  "
                         f"p99 {fmt_ms(healthz.p99_ms):>9}  busiest worker {healthz.busiest_share:4.0%}  "
+                        f"connections {'/'.join(map(str, healthz.worker_connections))}  "
                         f"limit {pair[LIMIT].rps:7.0f} req/s  errors {healthz.non_2xx + healthz.socket_errors}"
                     )
         for setup in setups:
@@ -211,6 +219,10 @@ def new_clients_beside_idle(server: Server, profile: ServingProfile) -> dict[str
     return {"idle_answered": idle.answered, "held_open": held_open, **found}
 
 
+def unevenness(held: list[int]) -> int:
+    return max(held) - min(held) if held else 0
+
+
 def rps_at(runs: dict[int, list[dict[str, Run]]], connections: int = TARGET_CONNECTIONS) -> list[float]:
     return [pair[HEALTHZ_PATH].rps for pair in runs[connections]]
 
@@ -230,6 +242,7 @@ def summarise(
             "slowest : fastest",
             "p99 (median)",
             "busiest worker's CPU share (median, max)",
+            "connections per worker mid-run: runs split evenly, most lopsided",
             "`/bench/limit` req/s (median)",
             "`/healthz` : limit",
             "errors",
@@ -243,7 +256,7 @@ def summarise(
             limit = [pair[LIMIT] for pair in pairs]
             rps = [run.rps for run in healthz]
             shares = [run.busiest_share for run in healthz]
-            values = {
+            values: dict[str, Any] = {
                 "rps_min": min(rps),
                 "rps_median": loads.median(rps),
                 "rps_max": max(rps),
@@ -251,6 +264,8 @@ def summarise(
                 "p99_median_ms": loads.median([run.p99_ms for run in healthz]),
                 "busiest_share_median": loads.median(shares),
                 "busiest_share_max": max(shares),
+                "even_splits": sum(unevenness(run.worker_connections) <= 1 for run in healthz),
+                "most_lopsided": max((run.worker_connections for run in healthz), key=unevenness),
                 "limit_rps_median": loads.median([run.rps for run in limit]),
                 "errors": sum(run.non_2xx + run.socket_errors for run in healthz + limit),
             }
@@ -264,12 +279,16 @@ def summarise(
                     f"{values['slowest_vs_fastest']:.2f}",
                     fmt_ms(values["p99_median_ms"]),
                     f"{values['busiest_share_median']:.0%}, {values['busiest_share_max']:.0%}",
+                    f"{values['even_splits']} of {len(healthz)}, {'/'.join(map(str, values['most_lopsided']))}",
                     f"{values['limit_rps_median']:,.0f}",
                     f"{values['healthz_vs_limit']:.2f}",
                     str(values["errors"]),
                 ]
             )
-    report.tables["balance (runs back to back; busiest worker: 50% is an even split)"] = table
+    report.tables[
+        "balance (runs back to back; busiest worker: 50% is an even split; connections: keep-alive ones only, "
+        "without keep-alive they come and go too fast to count)"
+    ] = table
 
     idle_table = [
         [

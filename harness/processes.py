@@ -110,6 +110,23 @@ def open_connections(port: int) -> int:
     )
 
 
+def connections_by_pid(port: int, pids: set[int]) -> dict[int, int]:
+    """How many established connections to local TCP ``port`` (IPv4) each of ``pids`` holds."""
+    inodes = {
+        fields[9]
+        for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01"
+    }
+    held = dict.fromkeys(pids, 0)
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    held[pid] += 1
+    return held
+
+
 def listening_pids(port: int) -> dict[int, int]:
     """Which processes hold a socket listening on TCP ``port`` (IPv4), and how many each."""
     inodes = {
