@@ -346,9 +346,7 @@ def summarise(
         f"<= {TARGET_NEW_CLIENT_MS:g} ms",
         f"max {fmt_ms(chosen_idle['max_ms'])}, {chosen_idle['answered']} of {chosen_idle['count']} answered "
         f"({chosen_idle['held_open']} idle connections held open; statuses {chosen_idle['statuses']})",
-        chosen_idle["answered"] == chosen_idle["count"]
-        and chosen_idle["statuses"] == [200]
-        and chosen_idle["max_ms"] <= TARGET_NEW_CLIENT_MS,
+        all_answered_within(chosen_idle, TARGET_NEW_CLIENT_MS),
     )
     errors = sum(values["errors"] for s in summary.values() for values in s["connections"].values())
     report.add("balance", "every answer 200, no socket errors", f"{errors} other", errors == 0)
@@ -383,6 +381,11 @@ def timed_probes(port: int, path: str, count: int, timeout: float = 5.0) -> dict
         "p50_ms": loads.median(times),
         "max_ms": max(times, default=float("inf")),
     }
+
+
+def all_answered_within(found: dict[str, Any], limit_ms: float) -> bool:
+    """Every one of ``timed_probes``' requests answered 200, none slower than ``limit_ms``."""
+    return found["answered"] == found["count"] and found["statuses"] == [200] and found["max_ms"] <= limit_ms
 
 
 def answered_within(port: int, path: str, seconds: float) -> bool:
@@ -443,15 +446,13 @@ def section_probe_port(profile: ServingProfile, report: Report) -> None:
         f"`/livez` on PROBE_PORT <= {TARGET_PROBE_LIVEZ_MS:g} ms while saturated",
         f"max {fmt_ms(livez['max_ms'])}, median {fmt_ms(livez['p50_ms'])} over {livez['count']} "
         f"({livez['answered']} answered, statuses {livez['statuses']})",
-        livez["answered"] == livez["count"] and livez["statuses"] == [200] and livez["max_ms"] <= TARGET_PROBE_LIVEZ_MS,
+        all_answered_within(livez, TARGET_PROBE_LIVEZ_MS),
     )
     report.add(
         "probe-port",
         f"`/readyz` on PROBE_PORT within its deadline ({TARGET_PROBE_READYZ_MS:g} ms) while saturated",
         f"max {fmt_ms(readyz['max_ms'])} over {readyz['count']} (statuses {readyz['statuses']})",
-        readyz["answered"] == readyz["count"]
-        and readyz["statuses"] == [200]
-        and readyz["max_ms"] <= TARGET_PROBE_READYZ_MS,
+        all_answered_within(readyz, TARGET_PROBE_READYZ_MS),
     )
 
 
@@ -512,7 +513,5 @@ def section_slow_clients(profile: ServingProfile, report: Report) -> None:
         "slow-clients",
         f"through nginx, every `/livez` answered, <= {TARGET_THROUGH_NGINX_MS:g} ms",
         f"{proxied['answered']} of {proxied['count']}, max {fmt_ms(proxied['max_ms'])}",
-        proxied["answered"] == proxied["count"]
-        and proxied["statuses"] == [200]
-        and proxied["max_ms"] <= TARGET_THROUGH_NGINX_MS,
+        all_answered_within(proxied, TARGET_THROUGH_NGINX_MS),
     )
