@@ -25,9 +25,15 @@ bind = [f"0.0.0.0:{_config.port}"]
 # Explicit, never cpu_count(): inside a container that is the host's core count.
 workers = _config.web_concurrency
 # Threads let one process answer probes while another request waits on I/O. gthread, except that
-# the least-busy worker accepts the next connection (config/workers.py): plain gthread lets the
-# kernel hand a burst of persistent connections to one worker. Measured, and why no setting does
-# it: docs/performance.md.
+# the least-busy worker accepts the next connection and hands over its excess (config/workers.py).
+# Plain gthread lets the kernel give a burst of persistent connections to one worker: issue 17
+# measured 1,743 to 4,372 req/s at 8 connections, run to run, as they happened to fall. The
+# settings that spread them break something else (measured side by side in docs/performance.md):
+# worker_connections = threads and keepalive = 0 close every connection, and gunicorn 27 then
+# stalls the whole worker up to 2 s per client that keeps its end open (new clients waited 1.8 to
+# 4.5 s beside 50 idle ones); reuse_port deals connections at random (6 or more of 8 on one worker
+# in 29% of bursts). Slow clients are nginx's job (deploy/nginx/): no gthread setting keeps a
+# silent or trickling client from holding a thread.
 worker_class = "config.workers.BalancedThreadWorker"
 threads = 4
 # Heartbeat files on tmpfs: a slow or full disk must not make the arbiter kill healthy workers.
@@ -36,6 +42,8 @@ timeout = 30
 # Shorter than Docker's default 10 s stop grace period, so in-flight requests finish cleanly. A stop
 # takes DRAIN_SECONDS more: the orchestrator's grace period must cover both (docs/deploy.md).
 graceful_timeout = 8
+# Above nginx's upstream keepalive_timeout (4 s): nginx drops an idle connection first, never
+# gunicorn while nginx is sending a request on it. Idle kept-alive connections cost no thread.
 keepalive = 5
 forwarded_allow_ips = ",".join(_config.forwarded_allow_ips)
 # gunicorn 27 opens a control socket in ~/.gunicorn by default: parallel instances collide and a
