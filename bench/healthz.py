@@ -16,6 +16,10 @@ absolute numbers mean little and ratios measured in the same run mean a lot:
   against plain ``rq worker``, alternating, on the same (throwaway) Redis.
 - soak: 60 s of ``/healthz`` at 32 connections while a throwaway Redis and a throwaway
   PostgreSQL are each restarted once: non-503 5xx, how long 503s lasted, worker PIDs.
+- balance, probe-port, slow-clients (``bench/serving.py``, issues 17, 13 and 15): how the load
+  spreads over the workers at 2 to 64 persistent connections, against the settings weighed and
+  not chosen; new clients beside idle keep-alive ones; the probe port while every request thread
+  is held; slow and silent clients against gunicorn alone and through nginx.
 
 The shared PostgreSQL and Redis are only used, never broken: a database of our own (``bench``,
 created if missing) and Redis DB 7 (``BENCH_DATABASE`` and ``BENCH_REDIS_URL`` move them).
@@ -25,8 +29,10 @@ Needs ``wrk`` (Debian: ``apt-get install wrk``), ``redis-server`` and PostgreSQL
 binaries (initdb, pg_ctl).
 
 Options: ``--quick`` (short rounds, for development), ``--only throughput,faults``,
-``--rounds``, ``--seconds``, ``--json PATH`` (``make bench BENCH_ARGS="--quick"``). The default
-run takes about 6 minutes; the exit status is 1 when a target is missed.
+``--rounds``, ``--seconds``, ``--[no-]alternatives``, ``--json PATH`` (``make bench
+BENCH_ARGS="--quick"``). The default run takes about 18 minutes (the serving sections 11 of
+them); the exit status is 1 when a target is missed. docs/performance.md shows the serving
+sections of the run saved in ``docs/measurements/serving.json``.
 """
 
 from __future__ import annotations
