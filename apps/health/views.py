@@ -48,10 +48,10 @@ def livez(request: HttpRequest) -> HttpResponse:
 
 @_probe
 def readyz(request: HttpRequest) -> HttpResponse:
-    """PostgreSQL and Redis answer: 200, or 503 naming the failing ones; 503 while draining."""
+    """PostgreSQL and Redis answer: 200, or 503 naming the failing ones."""
     if draining.is_draining():
-        # SIGTERM arrived: load balancers take this replica out of rotation while it still
-        # serves (DRAIN_SECONDS). No check runs: the answer no longer depends on them.
+        # SIGTERM arrived (DRAIN_SECONDS): 503 at once, so load balancers take this replica out
+        # of rotation while it still serves. No check runs: the answer no longer depends on them.
         if render.wants_health_json(request.META.get("HTTP_ACCEPT", "")):
             return _json({"status": "fail", "output": "draining"}, 503, render.HEALTH_JSON)
         return _json({"status": "draining"}, 503)
