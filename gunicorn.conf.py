@@ -4,9 +4,12 @@ gunicorn loads this file automatically from the project root; `gunicorn` alone s
 """
 
 import os
+from typing import Any
 
+from apps.common import draining  # noqa: F401 - mapped here, in the master, before any worker forks
 from apps.common.masking import service_fields
-from config import env
+from config import drain, env, probe_listener
+from config import workers as balanced
 from config.logging import build_logging_config
 from config.startup import exit_on_bad_configuration
 
@@ -21,14 +24,26 @@ wsgi_app = "config.wsgi:application"
 bind = [f"0.0.0.0:{_config.port}"]
 # Explicit, never cpu_count(): inside a container that is the host's core count.
 workers = _config.web_concurrency
-# Threads let one process answer probes while another request waits on I/O.
-worker_class = "gthread"
+# Threads let one process answer probes while another request waits on I/O. gthread, except that
+# the least-busy worker accepts the next connection and hands over its excess (config/workers.py).
+# Plain gthread lets the kernel give a burst of persistent connections to one worker: issue 17
+# measured 1,743 to 4,372 req/s at 8 connections, run to run, as they happened to fall. The
+# settings that spread them break something else (measured side by side in docs/performance.md):
+# worker_connections = threads and keepalive = 0 close every connection, and gunicorn 27 then
+# stalls the whole worker up to 2 s per client that keeps its end open (new clients waited 1.8 to
+# 4.5 s beside 50 idle ones); reuse_port deals connections at random (6 or more of 8 on one worker
+# in 29% of bursts). Slow clients are nginx's job (deploy/nginx/): no gthread setting keeps a
+# silent or trickling client from holding a thread.
+worker_class = "config.workers.BalancedThreadWorker"
 threads = 4
 # Heartbeat files on tmpfs: a slow or full disk must not make the arbiter kill healthy workers.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - tmpfs, not a temp file
 timeout = 30
-# Shorter than Docker's default 10 s stop grace period, so in-flight requests finish cleanly.
+# Shorter than Docker's default 10 s stop grace period, so in-flight requests finish cleanly. A stop
+# takes DRAIN_SECONDS more: the orchestrator's grace period must cover both (docs/deploy.md).
 graceful_timeout = 8
+# Above nginx's upstream keepalive_timeout (4 s): nginx drops an idle connection first, never
+# gunicorn while nginx is sending a request on it. Idle kept-alive connections cost no thread.
 keepalive = 5
 # One rule for forwarded headers (docs/security.md): only these peers may set them, and only
 # X-Forwarded-Proto (when DJANGO_SECURE_PROXY_SSL_HEADER is true) may make a request https.
@@ -47,9 +62,43 @@ logconfig_dict = build_logging_config(level=_config.log_level, fmt=_config.log_f
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'
 
 
-def when_ready(server: object) -> None:
+def when_ready(server: Any) -> None:
     import structlog
 
     structlog.get_logger("gunicorn.conf").info(
-        "web_ready", workers=workers, **service_fields(_config.database, _config.redis_url)
+        "web_ready",
+        workers=workers,
+        probe_port=_config.probe_port,
+        drain_seconds=_config.drain_seconds,
+        **service_fields(_config.database, _config.redis_url),
     )
+    # SIGTERM: readiness 503 at once, DRAIN_SECONDS of serving, then gunicorn's graceful shutdown.
+    drain.install(_config.drain_seconds)
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    balanced.assign(server, worker)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    balanced.release(worker)
+
+
+def post_worker_init(worker: Any) -> None:
+    """PROBE_PORT: this worker also answers the probes there, on threads of its own."""
+    import structlog
+
+    if _config.probe_port is not None:
+        probe_listener.start(worker.wsgi, _probe_host(worker.cfg.address), _config.probe_port)
+    structlog.get_logger("gunicorn.conf").info("worker_ready", pid=os.getpid())
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Stop the probe listener (the health threads stop at exit, by themselves)."""
+    probe_listener.stop()
+
+
+def _probe_host(addresses: list[Any]) -> str:
+    """The probe port listens on the host of the first TCP address gunicorn binds (0.0.0.0 here)."""
+    hosts = [address[0] for address in addresses if isinstance(address, tuple)]
+    return hosts[0] if hosts else "0.0.0.0"  # noqa: S104 - the pod IP is where orchestrators probe

@@ -16,16 +16,23 @@ absolute numbers mean little and ratios measured in the same run mean a lot:
   against plain ``rq worker``, alternating, on the same (throwaway) Redis.
 - soak: 60 s of ``/healthz`` at 32 connections while a throwaway Redis and a throwaway
   PostgreSQL are each restarted once: non-503 5xx, how long 503s lasted, worker PIDs.
+- balance, probe-port, slow-clients (``bench/serving.py``, issues 17, 13 and 15): how the load
+  spreads over the workers at 2 to 64 persistent connections, against the settings weighed and
+  not chosen; new clients beside idle keep-alive ones; the probe port while every request thread
+  is held; slow and silent clients against gunicorn alone and through nginx.
 
 The shared PostgreSQL and Redis are only used, never broken: a database of our own (``bench``,
-created if missing) and Redis DB 7. Everything the script breaks is a throwaway server it
-started itself on a free port (redis-server, an initdb cluster, black holes, a slow proxy).
+created if missing) and Redis DB 7 (``BENCH_DATABASE`` and ``BENCH_REDIS_URL`` move them).
+Everything the script breaks is a throwaway server it started itself on a free port
+(redis-server, an initdb cluster, black holes, a slow proxy).
 Needs ``wrk`` (Debian: ``apt-get install wrk``), ``redis-server`` and PostgreSQL's server
 binaries (initdb, pg_ctl).
 
 Options: ``--quick`` (short rounds, for development), ``--only throughput,faults``,
-``--rounds``, ``--seconds``, ``--json PATH`` (``make bench BENCH_ARGS="--quick"``). The default
-run takes about 6 minutes; the exit status is 1 when a target is missed.
+``--rounds``, ``--seconds``, ``--[no-]alternatives``, ``--json PATH`` (``make bench
+BENCH_ARGS="--quick"``). The default run takes about 18 minutes (the serving sections 11 of
+them); the exit status is 1 when a target is missed. docs/performance.md shows the serving
+sections of the run saved in ``docs/measurements/serving.json``.
 """
 
 from __future__ import annotations
@@ -57,23 +64,36 @@ from rq import Queue, Worker  # noqa: E402
 from rq.job import JobStatus  # noqa: E402
 
 from apps.common.probe_paths import HEALTHZ, LIVEZ  # noqa: E402
-from bench import loads  # noqa: E402
+from bench import loads, serving  # noqa: E402
+from bench.common import (  # noqa: E402
+    BENCH_DB,
+    BENCH_DB_URL,
+    SHARED_PG,
+    SHARED_REDIS_DB,
+    SHARED_REDIS_PORT,
+    SHARED_REDIS_URL,
+    TOKEN,
+    WEB_CONCURRENCY,
+    Report,
+    app_env,
+    context_switches,
+    cpu_seconds,
+    fmt_ms,
+    fmt_s,
+    gunicorn,
+    say,
+    workers_of,
+)
 from bench.paths import LIMIT_PATH  # noqa: E402
-from harness.processes import child_pids, free_port  # noqa: E402
-from harness.project import BIN, PYTHON, Server, project_env  # noqa: E402
-from harness.servers import BlackHole, DelayProxy, PostgresCluster, RedisServer, postgres_bin  # noqa: E402
+from harness.processes import free_port  # noqa: E402
+from harness.project import BIN, PYTHON  # noqa: E402
+from harness.servers import NGINX, BlackHole, DelayProxy, PostgresCluster, RedisServer, postgres_bin  # noqa: E402
 
 HEALTHZ_PATH, LIVEZ_PATH = "/" + HEALTHZ, "/" + LIVEZ
-SECTIONS = ("throughput", "churn", "faults", "worker", "soak")
-SHARED_PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-BENCH_DB = "bench"
-BENCH_DB_URL = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
-SHARED_REDIS_URL = "redis://127.0.0.1:6379/7"
-TOKEN = "bench-token-0123456789abcdef-0123456789"  # noqa: S105 - a throwaway token for throwaway servers
+SECTIONS = ("throughput", "churn", "faults", "worker", "soak", "balance", "probe-port", "slow-clients")
 HEALTHCHECK_TIMEOUT = 1.0  # the contract's default, used unchanged
 FAULT_BUDGET = HEALTHCHECK_TIMEOUT + 0.25
 SLOW_DELAY = 5.0
-WEB_CONCURRENCY = "2"
 WORKER_ARGS = ("default", "--worker-ttl", "30")  # as `make worker`
 # Targets from issue 7; never loosened here.
 TARGET_RPS_VS_LIMIT = 0.85
@@ -98,6 +118,7 @@ class Profile:
     soak_seconds: float = 60.0
     soak_connections: int = 32
     outage_seconds: float = 3.0
+    serving: serving.ServingProfile = field(default_factory=serving.ServingProfile)
 
 
 QUICK = Profile(
@@ -111,89 +132,8 @@ QUICK = Profile(
     latency_jobs=15,
     burst_jobs=40,
     soak_seconds=20.0,
+    serving=serving.ServingProfile.quick(),
 )
-
-
-@dataclass
-class Row:
-    """One line of the verdict table."""
-
-    area: str
-    target: str
-    measured: str
-    verdict: str  # "pass", "miss" or "info"
-
-
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-    tables: dict[str, list[list[str]]] = field(default_factory=dict)
-
-    def add(self, area: str, target: str, measured: str, ok: bool | None) -> None:
-        verdict = "info" if ok is None else ("pass" if ok else "miss")
-        self.rows.append(Row(area, target, measured, verdict))
-        print(f"  [{verdict}] {area}: {measured} (target: {target})", flush=True)
-
-
-def say(message: str) -> None:
-    print(message, flush=True)
-
-
-# --- processes and services -------------------------------------------------------------------
-
-
-def app_env(database_url: str, redis_url: str, settings: str = "config.settings.base") -> dict[str, str]:
-    """Production settings (DEBUG off, JSON logs, HTTPS redirect on) against the given services."""
-    env = project_env(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        WEB_CONCURRENCY=WEB_CONCURRENCY,
-        HEALTHCHECK_TOKEN=TOKEN,
-        DJANGO_SECURE_SSL_REDIRECT=None,  # unset: the production default (on); probes are exempt
-    )
-    env["DJANGO_SETTINGS_MODULE"] = settings
-    return env
-
-
-@contextlib.contextmanager
-def gunicorn(env: dict[str, str]) -> Iterator[Server]:
-    server = Server(env)
-    server.start(wait=60)
-    try:
-        yield server
-    finally:
-        server.stop()
-        if server.log_path:
-            server.log_path.unlink(missing_ok=True)
-
-
-def workers_of(server: Server) -> set[int]:
-    assert server.process is not None
-    return child_pids(server.process.pid)
-
-
-def context_switches(pids: set[int]) -> int:
-    """Voluntary context switches so far, summed over every thread of these processes."""
-    total = 0
-    for pid in pids:
-        for status in Path(f"/proc/{pid}/task").glob("*/status"):
-            with contextlib.suppress(OSError, ValueError):
-                for line in status.read_text().splitlines():
-                    if line.startswith("voluntary_ctxt_switches:"):
-                        total += int(line.split()[1])
-    return total
-
-
-def cpu_seconds(pids: set[int]) -> float:
-    """User + system CPU seconds used so far by these processes (all their threads)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
 
 
 class SharedPostgres:
@@ -224,14 +164,6 @@ class SharedPostgres:
 
     def close(self) -> None:
         self.connection.close()
-
-
-def fmt_ms(value: float) -> str:
-    return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
-
-
-def fmt_s(value: float) -> str:
-    return f"{value:.2f} s"
 
 
 # --- throughput ---------------------------------------------------------------------------------
@@ -412,7 +344,7 @@ FAULTS = [(dependency, kind) for dependency in ("redis", "db") for kind in ("ref
 @contextlib.contextmanager
 def fault(dependency: str, kind: str) -> Iterator[tuple[str, DelayProxy | None]]:
     """A URL for ``dependency`` that misbehaves as ``kind``; for "slow", the proxy (delay off)."""
-    upstream = 6379 if dependency == "redis" else 5432
+    upstream = SHARED_REDIS_PORT if dependency == "redis" else 5432
     hole = proxy = None
     if kind == "refused":
         port = free_port()  # nothing listens there
@@ -422,7 +354,11 @@ def fault(dependency: str, kind: str) -> Iterator[tuple[str, DelayProxy | None]]
     else:
         proxy = DelayProxy(upstream, delay=0.0)
         port = proxy.port
-    url = f"redis://127.0.0.1:{port}/7" if dependency == "redis" else f"postgres://postgres@127.0.0.1:{port}/{BENCH_DB}"
+    url = (
+        f"redis://127.0.0.1:{port}/{SHARED_REDIS_DB}"
+        if dependency == "redis"
+        else f"postgres://postgres@127.0.0.1:{port}/{BENCH_DB}"
+    )
     try:
         yield url, proxy
     finally:
@@ -921,6 +857,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, help="seconds per throughput measurement")
     parser.add_argument("--connections", type=int, help="wrk connections for the throughput rounds")
     parser.add_argument("--soak-seconds", type=float, help="soak duration")
+    parser.add_argument(
+        "--alternatives",
+        action=argparse.BooleanOptionalAction,
+        help="balance: also measure the settings that were weighed and not chosen (default: on, off with --quick)",
+    )
     parser.add_argument("--json", type=Path, help="where to write all measurements (default: bench/results/)")
     args = parser.parse_args(argv)
 
@@ -937,6 +878,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if getattr(args, option) is not None:
             setattr(profile, attribute, getattr(args, option))
+    if args.alternatives is not None:
+        profile.serving.alternatives = args.alternatives
 
     missing = [
         tool for tool, found in (("wrk", loads.find_wrk()), ("redis-server", shutil.which("redis-server"))) if not found
@@ -949,6 +892,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if {"soak"} & set(chosen) and postgres_bin() is None:
         print("bench: the soak needs PostgreSQL's server binaries (initdb, pg_ctl)", file=sys.stderr)
+        return 2
+    if {"slow-clients"} & set(chosen) and not NGINX.exists():
+        print(f"bench: slow-clients needs nginx ({NGINX}; Debian: apt-get install nginx)", file=sys.stderr)
         return 2
 
     started = dt.datetime.now(dt.UTC)
@@ -970,8 +916,14 @@ def main(argv: list[str] | None = None) -> int:
                 section_faults(profile, report)
             elif section == "worker":
                 section_worker(profile, report)
-            else:
+            elif section == "soak":
                 section_soak(profile, report)
+            elif section == "balance":
+                serving.section_balance(profile.serving, report)
+            elif section == "probe-port":
+                serving.section_probe_port(profile.serving, report)
+            elif section == "slow-clients":
+                serving.section_slow_clients(profile.serving, report)
     finally:
         postgres.close()
     info["loadavg_end"] = os.getloadavg()

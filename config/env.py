@@ -164,6 +164,11 @@ def _admin_url(value: str, config: Config) -> None:
     _refuse(admin_url_problem(value))
 
 
+def _not_the_main_port(value: int | None, config: Config) -> None:
+    if value == config.port:
+        raise Invalid("must differ from PORT")
+
+
 class Config:
     """The validated environment: one attribute per variable, each declared once, here.
 
@@ -238,6 +243,20 @@ class Config:
         "HEALTHCHECK_TOKEN", Token(), None, "Bearer token that unlocks health details.", secret=True
     )
     web_concurrency = Variable("WEB_CONCURRENCY", Integer(1), 2, "gunicorn worker processes (never the host's cores).")
+    probe_port: Variable[int | None] = Variable(
+        "PROBE_PORT",
+        Integer(1, 65535),
+        None,
+        "Also answer the probes on this port, from a listener that shares no request threads.",
+        check=_not_the_main_port,
+    )
+    drain_seconds = Variable(
+        "DRAIN_SECONDS",
+        Seconds(zero_allowed=True),
+        0.0,
+        "On SIGTERM: readiness 503 at once, keep serving this long, then graceful shutdown.",
+        default_doc="`0`",
+    )
     forwarded_allow_ips = Variable(
         "FORWARDED_ALLOW_IPS",
         Networks(),

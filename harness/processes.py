@@ -99,6 +99,51 @@ def established_connections(pid: int, remote_port: int) -> int:
     return count
 
 
+def open_connections(port: int) -> int:
+    """TCP connections to local ``port`` (IPv4) that are established or still closing on the server side."""
+    # 01 ESTABLISHED, 08 CLOSE_WAIT (the client closed, the server has not yet), 09 LAST_ACK
+    states = {"01", "08", "09"}
+    return sum(
+        1
+        for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+        if int(fields[1].split(":")[1], 16) == port and fields[3] in states
+    )
+
+
+def connections_by_pid(port: int, pids: set[int]) -> dict[int, int]:
+    """How many established connections to local TCP ``port`` (IPv4) each of ``pids`` holds."""
+    inodes = {
+        fields[9]
+        for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01"
+    }
+    held = dict.fromkeys(pids, 0)
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    held[pid] += 1
+    return held
+
+
+def listening_pids(port: int) -> dict[int, int]:
+    """Which processes hold a socket listening on TCP ``port`` (IPv4), and how many each."""
+    inodes = {
+        fields[9]
+        for fields in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:])
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A"  # 0A: LISTEN
+    }
+    holders: dict[int, int] = {}
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError, ValueError):
+            target = os.readlink(fd)
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                pid = int(fd.parent.parent.name)
+                holders[pid] = holders.get(pid, 0) + 1
+    return holders
+
+
 def answer_prompts(
     argv: list[str], dialogue: list[tuple[str, str]], cwd: Path, env: dict[str, str], timeout: float = 120
 ) -> tuple[str, int]:

@@ -100,6 +100,22 @@ def project_copy(destination: Path) -> Path:
     return destination
 
 
+NGINX_SITE = ROOT / "deploy" / "nginx" / "default.conf"
+# The two addresses in it that are compose's; everything else is used as written.
+_NGINX_UPSTREAM, _NGINX_LISTEN = "server web:8000;", "listen 8080;"
+
+
+def nginx_site(upstream_port: int, listen_port: int) -> str:
+    """``deploy/nginx/default.conf`` with gunicorn at 127.0.0.1:``upstream_port``, nginx on ``listen_port``."""
+    site = NGINX_SITE.read_text()
+    for marker in (_NGINX_UPSTREAM, _NGINX_LISTEN):
+        if site.count(marker) != 1:
+            raise ValueError(f"{NGINX_SITE.name}: expected {marker!r} exactly once")
+    return site.replace(_NGINX_UPSTREAM, f"server 127.0.0.1:{upstream_port};").replace(
+        _NGINX_LISTEN, f"listen 127.0.0.1:{listen_port};"
+    )
+
+
 @dataclass
 class Response:
     status: int
@@ -191,17 +207,35 @@ class Server:
         """The server's JSON log lines so far (``LOG_FORMAT=json``)."""
         return parse_json_lines(self.output())
 
-    def probe(self, path: str, headers: Mapping[str, str] | None = None, timeout: float = 30) -> ProbeAnswer:
+    def wait_for_workers(self, count: int, timeout: float = 60) -> set[int]:
+        """The PIDs of ``count`` workers that have loaded the application (their ``worker_ready`` lines).
+
+        ``start()`` returns once one worker answers; a test about how work spreads over the
+        workers waits for all of them.
+        """
+
+        def ready() -> set[int]:
+            pids = {e["pid"] for e in self.events() if e.get("event") == "worker_ready"}
+            return pids if len(pids) >= count else set()
+
+        pids: set[int] = wait_until(ready, timeout, f"{count} gunicorn workers to be ready", interval=0.1)
+        return pids
+
+    def probe(
+        self, path: str, headers: Mapping[str, str] | None = None, timeout: float = 30, port: int | None = None
+    ) -> ProbeAnswer:
         """GET a probe path; also how long the server itself took, from its ``health_probe`` line.
 
         That line (DEBUG, so the server needs ``LOG_LEVEL=DEBUG`` and ``LOG_FORMAT=json``) is
         written before the response is sent: it is in the log once the answer is here. The
         server-side time is where the deadline is enforced; the round trip also counts the
-        scheduling of a loaded machine, so tests bound it only loosely.
+        scheduling of a loaded machine, so tests bound it only loosely. ``port``: another port of
+        the same server (``PROBE_PORT``).
         """
         request_id = f"probe-{uuid.uuid4().hex}"
+        url = f"http://127.0.0.1:{port or self.port}{path}"
         with timed() as elapsed:
-            response = self.get(path, {**(headers or {}), "X-Request-ID": request_id}, timeout=timeout)
+            response = http_get(url, {**(headers or {}), "X-Request-ID": request_id}, timeout=timeout)
         (line,) = wait_until(
             lambda: [
                 e for e in self.events() if e.get("event") == "health_probe" and e.get("request_id") == request_id

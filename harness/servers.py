@@ -1,4 +1,4 @@
-"""Throwaway servers on free ports: redis-server, a PostgreSQL cluster, a black hole, a slow proxy.
+"""Throwaway servers on free ports: redis-server, a PostgreSQL cluster, nginx, a black hole, a slow proxy.
 
 Each is started by the test (or bench) that needs it and can be stopped, restarted and broken
 at will; the shared PostgreSQL and Redis are never touched.
@@ -322,3 +322,65 @@ class _Pair:
                 return
             self.proxy._open.pop(self.client, None)
         DelayProxy._close(self.client, self.upstream)
+
+
+NGINX = Path("/usr/sbin/nginx")
+
+
+class Nginx:
+    """Debian's nginx with ``site`` (an http-context configuration, as in ``conf.d/``).
+
+    Everything it writes (pid, temp files) stays in a temporary directory of its own; errors go to
+    its output, which ``log()`` returns.
+    """
+
+    def __init__(self, site: str, port: int) -> None:
+        if not NGINX.exists():
+            raise RuntimeError(f"{NGINX} is not installed (Debian: apt-get install nginx)")
+        self.port = port
+        self.directory = Path(tempfile.mkdtemp(prefix="nginx-"))
+        (self.directory / "site.conf").write_text(site)
+        temp_paths = "".join(
+            f"    {kind}_temp_path {self.directory / kind};\n"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        user = "user root;\n" if os.geteuid() == 0 else ""  # its workers then write the temp files here
+        (self.directory / "nginx.conf").write_text(
+            f"{user}worker_processes 1;\ndaemon off;\npid {self.directory / 'nginx.pid'};\n"
+            "error_log stderr warn;\nevents { worker_connections 1024; }\n"
+            f"http {{\n    access_log off;\n{temp_paths}    include {self.directory / 'site.conf'};\n}}\n"
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Nginx:
+        self.output = open(self.directory / "output.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [str(NGINX), "-p", str(self.directory), "-c", str(self.directory / "nginx.conf"), "-e", "stderr"],
+            stdout=self.output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_port(self.port)
+        except RuntimeError:
+            self.stop()
+            raise RuntimeError(f"nginx did not listen on {self.port}:\n{self.log()}") from None
+        return self
+
+    def log(self) -> str:
+        path = self.directory / "output.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()  # nginx's fast shutdown
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if getattr(self, "output", None) is not None:
+            self.output.close()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

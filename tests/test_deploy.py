@@ -326,7 +326,7 @@ def test_gunicorn_settings_come_from_the_environment(development: dict[str, Any]
     }
     assert settings["bind"] == "['0.0.0.0:8123']"
     assert settings["workers"] == "3"
-    assert settings["worker_class"] == "gthread"
+    assert settings["worker_class"] == "config.workers.BalancedThreadWorker"  # gthread, balanced
     assert settings["forwarded_allow_ips"] == "['10.0.0.1', '10.0.0.2']"
     assert settings["control_socket_disable"] == "True"
     if Path("/dev/shm").is_dir():

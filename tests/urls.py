@@ -1,5 +1,10 @@
 """The project's URLs plus test-only views: never part of the production URL conf."""
 
+import os
+import threading
+import time
+from pathlib import Path
+
 import django_rq
 import structlog
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -21,8 +26,25 @@ def enqueue(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"job_id": job.id})
 
 
+def pid(request: HttpRequest) -> JsonResponse:
+    """Which gunicorn worker answered."""
+    return JsonResponse({"pid": os.getpid()})
+
+
+def slow(request: HttpRequest) -> JsonResponse:
+    """A deliberately slow view: holds its request thread until the file ``?release=`` exists (60 s at most)."""
+    release = Path(request.GET["release"])
+    logger.info("slow_view_started", pid=os.getpid(), thread=threading.get_ident())
+    deadline = time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return JsonResponse({"released": release.exists()})
+
+
 urlpatterns = [
     path("__test__/fail", fail),
     path("__test__/enqueue", enqueue),
+    path("__test__/pid", pid),
+    path("__test__/slow", slow),
     *project_urlpatterns,
 ]

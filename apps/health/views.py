@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from apps.common import draining
 from apps.health import access, render
 from apps.health.checks import run_checks
 
@@ -52,6 +53,12 @@ def readyz(request: HttpRequest) -> HttpResponse:
 
     A failing non-critical check shows as ``"error"`` (health+json: ``"warn"``) but keeps the 200.
     """
+    if draining.is_draining():
+        # SIGTERM arrived (DRAIN_SECONDS): 503 at once, so load balancers take this replica out
+        # of rotation while it still serves. No check runs: the answer no longer depends on them.
+        if render.wants_health_json(request.META.get("HTTP_ACCEPT", "")):
+            return _json({"status": "fail", "output": "draining"}, 503, render.HEALTH_JSON)
+        return _json({"status": "draining"}, 503)
     deadline = time.monotonic() + settings.HEALTHCHECK_TIMEOUT
     # From the raw query string, never request.GET: past DATA_UPLOAD_MAX_NUMBER_FIELDS parameters
     # that raises, and a probe must answer JSON whatever the query string.
