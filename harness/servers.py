@@ -56,15 +56,17 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        if self.wrapper:
-            wait_until(self._answers, 15, f"redis-server on port {self.port}")
-        else:
-            wait_for_port(self.port)
+        # Redis itself answering PING, not just something listening: a port that another
+        # listener still holds would look open while this server failed to bind it.
+        wait_until(self._answers, 15, f"redis-server on port {self.port}")
         return self
 
     def _answers(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"redis-server on port {self.port} exited with status {self.process.returncode}")
         with contextlib.suppress(subprocess.CalledProcessError):
-            return self.command("PING").strip() == "PONG"
+            reply = self.command("PING").strip()
+            return reply == "PONG" or "NOAUTH" in reply  # Redis answering, password or not
         return False
 
     def stop(self) -> None:
@@ -105,7 +107,14 @@ class BlackHole:
             self.accepted.append(connection)
 
     def close_listener(self) -> None:
-        """Stop accepting, but keep the accepted connections silent and open (no FIN sent)."""
+        """Stop accepting, but keep the accepted connections silent and open (no FIN sent).
+
+        The port is free once this returns: closing a socket another thread is blocked on in
+        ``accept()`` leaves the port bound until that call returns, so wake it first.
+        """
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(10)
         self.sock.close()
 
     def close(self) -> None:
