@@ -1,0 +1,189 @@
+"""Behind PgBouncer in transaction mode (``DATABASE_POOLER=pgbouncer``), with real processes.
+
+A throwaway PostgreSQL cluster, Debian's ``pgbouncer`` in front of it (transaction pooling, a
+pool of ``POOL_SIZE`` server connections), migrations applied through PgBouncer, then:
+
+- ``QuerySet.iterator()`` over more rows than one chunk, under concurrent load, fails with
+  ``InvalidCursorName`` when the setting is off and passes when it is on;
+- three gunicorn replicas answer 10,000 ``/healthz`` and admin requests with 0 errors while
+  PostgreSQL never sees more backends than PgBouncer's pool, although every process holds its
+  own client connections (the probe's included).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+
+from apps.common.probe_paths import HEALTHZ
+from harness.load import Load, Request, summary
+from harness.project import PYTHON, ROOT, Server, project_env, run_manage
+from harness.servers import PgBouncer, PostgresCluster, postgres_bin
+
+pytestmark = pytest.mark.slow
+
+POOL_SIZE = 4
+DATABASE = "app"
+ROWS, CHUNK, THREADS = 1000, 100, 8  # ten chunks per iteration, eight at once, eight more loading
+REPLICAS, WEB_CONCURRENCY, THREADS_PER_WORKER = 3, 2, 4  # gunicorn.conf.py: threads = 4
+
+
+@dataclass
+class Pooled:
+    cluster: PostgresCluster
+    bouncer: PgBouncer
+
+    def env(self, pooler: str = "pgbouncer", **overrides: str | None) -> dict[str, str]:
+        return project_env(False, DATABASE_URL=self.bouncer.url(DATABASE), DATABASE_POOLER=pooler, **overrides)
+
+    def backends(self, connection: psycopg.Connection[tuple[object, ...]]) -> int:
+        """Client backends connected to the app's database now, counted by PostgreSQL itself."""
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'",
+            (DATABASE,),
+        ).fetchone()
+        return int(str(row[0])) if row else 0
+
+
+@pytest.fixture(scope="module")
+def pooled() -> Iterator[Pooled]:
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed on this machine")
+    cluster = PostgresCluster().start()
+    bouncer = PgBouncer(cluster.port, pool_size=POOL_SIZE)
+    try:
+        bouncer.start()
+        with psycopg.connect(cluster.url, autocommit=True, connect_timeout=5) as connection:
+            connection.execute(f'CREATE DATABASE "{DATABASE}"')
+        setup = Pooled(cluster, bouncer)
+        migrated = run_manage("migrate", "--no-input", env=setup.env(), timeout=300)
+        assert migrated.returncode == 0, migrated.stderr
+        yield setup
+    finally:
+        bouncer.destroy()
+        cluster.destroy()
+
+
+def _iterate(pooled: Pooled, pooler: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [PYTHON, "-m", "tests.pooler_iterate", str(ROWS), str(THREADS), str(CHUNK)],
+        cwd=ROOT,
+        env=pooled.env(pooler),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_iterator_under_concurrent_load_needs_server_side_cursors_off(pooled: Pooled) -> None:
+    """Django's "Transaction pooling and server-side cursors", reproduced and fixed.
+
+    Off: the named cursor that ``iterator()`` declares lives on one server connection, and the
+    next ``FETCH`` runs in another transaction that PgBouncer may give to another one.
+    """
+    off = _iterate(pooled, "none")
+    assert off["errors"].get("34000", 0) > 0, off  # 34000: invalid_cursor_name
+    assert off["seen"] != [ROWS] * THREADS
+
+    on = _iterate(pooled, "pgbouncer")
+    assert on == {"rows": ROWS, "seen": [ROWS] * THREADS, "errors": {}}
+
+
+def _staff_session(pooled: Pooled) -> str:
+    """A logged-in superuser's session key, created through PgBouncer like any other row."""
+    code = (
+        "from django.contrib.auth import get_user_model\n"
+        "from django.contrib.sessions.backends.db import SessionStore\n"
+        "user, _ = get_user_model().objects.get_or_create(username='pooled-staff', "
+        "defaults={'is_staff': True, 'is_superuser': True})\n"
+        "session = SessionStore()\n"
+        "session.update({'_auth_user_id': str(user.pk), "
+        "'_auth_user_backend': 'django.contrib.auth.backends.ModelBackend', "
+        "'_auth_user_hash': user.get_session_auth_hash()})\n"
+        "session.create()\n"
+        "print(session.session_key)\n"
+    )
+    result = run_manage("shell", "-c", code, env=pooled.env())
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1]
+
+
+class PeakBackends:
+    """The highest backend count PostgreSQL reports while the block runs (sampled every 50 ms)."""
+
+    def __init__(self, pooled: Pooled) -> None:
+        self.pooled = pooled
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        # One connection to the maintenance database, kept: a new backend per sample would be
+        # a fork of PostgreSQL every 50 ms, and it is not counted (another database).
+        with psycopg.connect(self.pooled.cluster.url, autocommit=True, connect_timeout=5) as connection:
+            while not self._stop.wait(0.05):
+                connection.execute("SELECT pg_stat_clear_snapshot()")
+                self.peak = max(self.peak, self.pooled.backends(connection))
+                self.samples += 1
+
+    def __enter__(self) -> PeakBackends:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@pytest.mark.usefixtures("collected_static")
+@pytest.mark.timeout(600)  # 10,000 requests: about a minute on a loaded two-core machine
+def test_three_replicas_share_the_pool(pooled: Pooled) -> None:
+    session = _staff_session(pooled)
+    env = pooled.env(WEB_CONCURRENCY=str(WEB_CONCURRENCY))
+    servers = [Server(env) for _ in range(REPLICAS)]
+    try:
+        for server in servers:
+            server.start(wait=60)
+        staff = {"Cookie": f"sessionid={session}"}
+        # Three probes for one admin page (the index, or the list of the 1,000 groups).
+        requests = [
+            request
+            for server in servers
+            for request in (
+                Request("/" + HEALTHZ, port=server.port),
+                Request("/" + HEALTHZ, port=server.port),
+                Request("/" + HEALTHZ, port=server.port),
+                Request("/admin/", staff, port=server.port),
+                Request("/" + HEALTHZ, port=server.port),
+                Request("/" + HEALTHZ, port=server.port),
+                Request("/" + HEALTHZ, port=server.port),
+                Request("/admin/auth/group/", staff, port=server.port),
+            )
+        ]
+        with PeakBackends(pooled) as peak:
+            samples = Load(servers[0].port, requests, connections=16, total=10_000).start().wait(timeout=600)
+            clients = [client for client in pooled.bouncer.show("CLIENTS") if client["database"] == DATABASE]
+        counts = summary(samples)
+        assert counts["statuses"] == {"200": 10_000}, counts
+        assert {server.port: sum(s.port == server.port for s in samples) > 3000 for server in servers} == {
+            server.port: True for server in servers
+        }
+        assert peak.samples > 0
+        assert peak.peak <= POOL_SIZE, f"{peak.peak} PostgreSQL backends for a pool of {POOL_SIZE}"
+        # Every gunicorn worker keeps its own persistent client connections to PgBouncer (the
+        # probe thread's and the request threads'); PgBouncer multiplexes them onto the pool.
+        assert len(clients) >= REPLICAS * WEB_CONCURRENCY > POOL_SIZE
+    finally:
+        for server in servers:
+            server.stop()
