@@ -129,15 +129,6 @@ def _production(config: Config) -> bool:
     return not config.debug
 
 
-def _production_secret_key(value: str, config: Config) -> None:
-    if config.debug:
-        return
-    if len(value) < 50:
-        raise Invalid("must be at least 50 characters when DJANGO_DEBUG is false")
-    if value.startswith("django-insecure"):
-        raise Invalid("must not start with django-insecure when DJANGO_DEBUG is false")
-
-
 # DATABASE_URL options that need a server connection of their own for the whole session. Under
 # PgBouncer's transaction pooling each transaction may run on another server connection, so
 # prepared statements (psycopg's prepare_threshold), server-side binding (named statements) and
@@ -162,6 +153,15 @@ def _fits_the_pooler(value: dict[str, Any], config: Config) -> None:
             f"{', '.join(turned_on)} cannot be used with DATABASE_POOLER=pgbouncer "
             "(transaction pooling: no prepared statements, server-side binding or session state)"
         )
+
+
+def _production_secret_key(value: str, config: Config) -> None:
+    if config.debug:
+        return
+    if len(value) < 50:
+        raise Invalid("must be at least 50 characters when DJANGO_DEBUG is false")
+    if value.startswith("django-insecure"):
+        raise Invalid("must not start with django-insecure when DJANGO_DEBUG is false")
 
 
 class Config:

@@ -23,9 +23,10 @@ import psycopg
 import pytest
 
 from apps.common.probe_paths import HEALTHZ
+from harness.fleet import PgBouncer
 from harness.load import Load, Request, summary
 from harness.project import PYTHON, ROOT, Server, project_env, run_manage
-from harness.servers import PgBouncer, PostgresCluster, postgres_bin
+from harness.servers import PostgresCluster, postgres_bin
 
 pytestmark = pytest.mark.slow
 
