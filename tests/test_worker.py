@@ -569,3 +569,35 @@ def test_database_jobs_in_a_row_survive_a_postgresql_restart(
     assert first.result["vendor"] == second.result["vendor"] == "postgresql"
     assert first.result["worker_id"] == second.result["worker_id"] == worker.name
     assert first.result["backend_pid"] != second.result["backend_pid"]
+
+
+def test_worker_alive_follows_rq_s_heartbeat(
+    redis: Redis, start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str]
+) -> None:
+    """The worker Deployment's liveness probe (deploy/k8s): alive while the worker's key lives."""
+    nobody = run_manage("worker_alive", env=worker_env)
+    assert nobody.returncode == 1
+    assert "no live rq worker registration for host" in nobody.stderr
+
+    worker = start_worker()
+    alive = run_manage("worker_alive", env=worker_env)
+    assert alive.returncode == 0, alive.stderr
+    assert alive.stdout.startswith("alive: 1 worker(s) on ")
+
+    # Hung: no more heartbeats. Its key expires worker-ttl + 60 s after the last one; the test
+    # deletes it as that expiry would, instead of sleeping 90 s.
+    worker.signal(signal.SIGSTOP)
+    try:
+        redis.delete(worker.key)
+        assert run_manage("worker_alive", env=worker_env).returncode == 1
+    finally:
+        worker.signal(signal.SIGCONT)
+    # Running again: its next heartbeat (idle: every worker-ttl - 15 s) registers it again.
+    wait_until(lambda: run_manage("worker_alive", env=worker_env).returncode == 0, 60, "the worker to be alive again")
+
+
+def test_worker_alive_does_not_blame_the_worker_for_redis() -> None:
+    """Restarting workers would not bring Redis back, and rq reconnects by itself."""
+    result = run_manage("worker_alive", env=project_env(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("redis unreachable (ConnectionError)")
