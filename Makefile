@@ -13,7 +13,7 @@ PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --str
 WORKER_ARGS := default --worker-ttl 30
 COMPOSE ?= docker compose
 
-.PHONY: help install run test test-fast lint fmt migrate worker lock shell superuser serve failed-jobs check up down logs ps docs bench clean
+.PHONY: help install run test test-fast lint fmt migrate worker lock shell superuser serve failed-jobs check up down logs ps docs bench clean checkov k8s
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -95,6 +95,18 @@ logs: ## Follow the compose services' logs
 ps: ## The compose services and their health
 	$(COMPOSE) ps
 
+# checkov pins packaging<24, which the project lock cannot share: its own lock, its own virtualenv.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-checkov.txt
+	@touch $@
+
+checkov: $(CHECKOV_VENV)/.installed ## The policy scanner for deploy/k8s, in its own virtualenv (.venv-checkov)
+
+k8s: install checkov ## Render deploy/k8s, validate it (Kubernetes schemas, checkov) and tie it to the code
+	$(BIN)/pytest tests/test_k8s.py
+
 docs: install ## Regenerate the generated parts of docs/ (variables table, measured figures)
 	$(BIN)/python -m harness.docs
 
@@ -102,4 +114,4 @@ bench: install ## Benchmarks (on demand, never in CI; BENCH_ARGS="--quick --only
 	$(BIN)/python bench/healthz.py $(BENCH_ARGS)
 
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache staticfiles
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache staticfiles

@@ -26,3 +26,12 @@ def preserved_environ() -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+# Contract names (/work/shared/DESIGN.md) that another branch declares: helper/serving adds
+# PROBE_PORT and DRAIN_SECONDS to config/env.py. Until it lands, the manifests and docs may name
+# them; once declared, this set is empty by itself (and can go).
+def pending_variables() -> frozenset[str]:
+    from config.env import VARIABLES
+
+    return frozenset({"PROBE_PORT", "DRAIN_SECONDS"} - {variable.name for variable in VARIABLES})
