@@ -510,6 +510,38 @@ def test_the_worker_reconnects_after_redis_restarts_under_it(
         server.stop()
 
 
+def test_a_busy_worker_survives_redis_restarts_and_loses_no_job(
+    redis: Redis, start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """Redis killed and restarted (append-only, as production runs it) while jobs flow, three times.
+
+    rq retries its blocking dequeue, but a connection error elsewhere in its loop (the heartbeat
+    right after a dequeue, preparing the execution) used to end the worker, its job stuck.
+    """
+    persistence = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
+    server = RedisServer().start(*persistence)
+    try:
+        connection = Redis.from_url(server.url, socket_timeout=5, socket_connect_timeout=5)
+        worker = start_worker(env=project_env(REDIS_URL=server.url), connection=connection)
+        queue = django_rq.get_queue(QUEUE, connection=connection)
+        accepted: list[str] = []
+        for restart in range(3):
+            for number in range(30):
+                accepted.append(queue.enqueue(jobs.echo, f"round {restart} job {number}").id)
+            wait_until(lambda: queue.finished_job_registry.count >= len(accepted) - 25, 60, "jobs to be running")
+            server.stop()  # SIGKILL, mid-flow
+            server.start(*persistence)
+        wait_until(
+            lambda: all(job and job.get_status() == "finished" for job in Job.fetch_many(accepted, connection)),
+            120,
+            "every accepted job to finish",
+        )
+        assert worker.alive(), worker.output()[-3000:]
+        connection.close()
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize(("log_level", "levels_seen"), [("WARNING", set()), ("INFO", {"info"})])
 def test_log_level_sets_the_workers_level_whatever_its_verbosity(
     redis: Redis, worker_env: dict[str, str], log_level: str, levels_seen: set[str]
