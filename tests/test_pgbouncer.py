@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ import psycopg
 import pytest
 
 from apps.common.probe_paths import HEALTHZ
-from harness.fleet import PgBouncer
+from harness.fleet import PeakBackends, PgBouncer, staff_session
 from harness.load import Load, Request, summary
 from harness.project import PYTHON, ROOT, Server, project_env, run_manage
 from harness.servers import PostgresCluster, postgres_bin
@@ -43,14 +42,6 @@ class Pooled:
 
     def env(self, pooler: str = "pgbouncer", **overrides: str | None) -> dict[str, str]:
         return project_env(False, DATABASE_URL=self.bouncer.url(DATABASE), DATABASE_POOLER=pooler, **overrides)
-
-    def backends(self, connection: psycopg.Connection[tuple[object, ...]]) -> int:
-        """Client backends connected to the app's database now, counted by PostgreSQL itself."""
-        row = connection.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'",
-            (DATABASE,),
-        ).fetchone()
-        return int(str(row[0])) if row else 0
 
 
 @pytest.fixture(scope="module")
@@ -100,57 +91,10 @@ def test_iterator_under_concurrent_load_needs_server_side_cursors_off(pooled: Po
     assert on == {"rows": ROWS, "seen": [ROWS] * THREADS, "errors": {}}
 
 
-def _staff_session(pooled: Pooled) -> str:
-    """A logged-in superuser's session key, created through PgBouncer like any other row."""
-    code = (
-        "from django.contrib.auth import get_user_model\n"
-        "from django.contrib.sessions.backends.db import SessionStore\n"
-        "user, _ = get_user_model().objects.get_or_create(username='pooled-staff', "
-        "defaults={'is_staff': True, 'is_superuser': True})\n"
-        "session = SessionStore()\n"
-        "session.update({'_auth_user_id': str(user.pk), "
-        "'_auth_user_backend': 'django.contrib.auth.backends.ModelBackend', "
-        "'_auth_user_hash': user.get_session_auth_hash()})\n"
-        "session.create()\n"
-        "print(session.session_key)\n"
-    )
-    result = run_manage("shell", "-c", code, env=pooled.env())
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip().splitlines()[-1]
-
-
-class PeakBackends:
-    """The highest backend count PostgreSQL reports while the block runs (sampled every 50 ms)."""
-
-    def __init__(self, pooled: Pooled) -> None:
-        self.pooled = pooled
-        self.peak = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        # One connection to the maintenance database, kept: a new backend per sample would be
-        # a fork of PostgreSQL every 50 ms, and it is not counted (another database).
-        with psycopg.connect(self.pooled.cluster.url, autocommit=True, connect_timeout=5) as connection:
-            while not self._stop.wait(0.05):
-                connection.execute("SELECT pg_stat_clear_snapshot()")
-                self.peak = max(self.peak, self.pooled.backends(connection))
-                self.samples += 1
-
-    def __enter__(self) -> PeakBackends:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-
 @pytest.mark.usefixtures("collected_static")
 @pytest.mark.timeout(600)  # 10,000 requests: about a minute on a loaded two-core machine
 def test_three_replicas_share_the_pool(pooled: Pooled) -> None:
-    session = _staff_session(pooled)
+    session = staff_session(pooled.env())
     env = pooled.env(WEB_CONCURRENCY=str(WEB_CONCURRENCY))
     servers = [Server(env) for _ in range(REPLICAS)]
     try:
@@ -172,7 +116,7 @@ def test_three_replicas_share_the_pool(pooled: Pooled) -> None:
                 Request("/admin/auth/group/", staff, port=server.port),
             )
         ]
-        with PeakBackends(pooled) as peak:
+        with PeakBackends(pooled.cluster.url, DATABASE) as peak:
             samples = Load(servers[0].port, requests, connections=16, total=10_000).start().wait(timeout=600)
             clients = [client for client in pooled.bouncer.show("CLIENTS") if client["database"] == DATABASE]
         counts = summary(samples)
