@@ -16,6 +16,9 @@ absolute numbers mean little and ratios measured in the same run mean a lot:
   against plain ``rq worker``, alternating, on the same (throwaway) Redis.
 - soak: 60 s of ``/healthz`` at 32 connections while a throwaway Redis and a throwaway
   PostgreSQL are each restarted once: non-503 5xx, how long 503s lasted, worker PIDs.
+- scaling: three replicas and two workers behind HAProxy, PgBouncer's pool against the
+  connection budget, the worker's liveness probe (``bench/scaling.py``; needs ``haproxy`` and
+  ``pgbouncer``).
 
 The shared PostgreSQL and Redis are only used, never broken: a database of our own (``bench``,
 created if missing) and Redis DB 7. Everything the script breaks is a throwaway server it
@@ -57,14 +60,14 @@ from rq import Queue, Worker  # noqa: E402
 from rq.job import JobStatus  # noqa: E402
 
 from apps.common.probe_paths import HEALTHZ, LIVEZ  # noqa: E402
-from bench import loads  # noqa: E402
+from bench import loads, scaling  # noqa: E402
 from bench.paths import LIMIT_PATH  # noqa: E402
 from harness.processes import child_pids, free_port  # noqa: E402
 from harness.project import BIN, PYTHON, Server, project_env  # noqa: E402
 from harness.servers import BlackHole, DelayProxy, PostgresCluster, RedisServer, postgres_bin  # noqa: E402
 
 HEALTHZ_PATH, LIVEZ_PATH = "/" + HEALTHZ, "/" + LIVEZ
-SECTIONS = ("throughput", "churn", "faults", "worker", "soak")
+SECTIONS = ("throughput", "churn", "faults", "worker", "soak", "scaling")
 SHARED_PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 BENCH_DB = "bench"
 BENCH_DB_URL = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
@@ -941,13 +944,15 @@ def main(argv: list[str] | None = None) -> int:
     missing = [
         tool for tool, found in (("wrk", loads.find_wrk()), ("redis-server", shutil.which("redis-server"))) if not found
     ]
+    if "scaling" in chosen:
+        missing += [tool for tool in ("haproxy", "pgbouncer") if not shutil.which(tool)]
     if missing:
         print(
             f"bench: missing tool(s): {', '.join(missing)} (Debian/Ubuntu: apt-get install {' '.join(missing)})",
             file=sys.stderr,
         )
         return 2
-    if {"soak"} & set(chosen) and postgres_bin() is None:
+    if {"soak", "scaling"} & set(chosen) and postgres_bin() is None:
         print("bench: the soak needs PostgreSQL's server binaries (initdb, pg_ctl)", file=sys.stderr)
         return 2
 
@@ -970,6 +975,8 @@ def main(argv: list[str] | None = None) -> int:
                 section_faults(profile, report)
             elif section == "worker":
                 section_worker(profile, report)
+            elif section == "scaling":
+                scaling.section(report, quick=args.quick)
             else:
                 section_soak(profile, report)
     finally:

@@ -9,6 +9,7 @@ are never pasted by hand, so they cannot drift from their source.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -17,9 +18,56 @@ from dataclasses import dataclass
 from config.env import reference_table
 from harness.project import ROOT
 
+# The scaling section of `make bench` (HAProxy, replicas, PgBouncer, workers), as last published:
+# make bench BENCH_ARGS="--only scaling --json docs/measurements/scaling.json"
+SCALING_MEASUREMENTS = "docs/measurements/scaling.json"
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def bench_figures(path: str) -> str:
+    """The verdicts and tables of the bench run saved at ``path``, with the machine and its load."""
+    run = json.loads((ROOT / path).read_text())
+    machine = run["machine"]
+    start, end = machine["loadavg_start"], machine["loadavg_end"]
+    lines = [
+        f"Measured {run['date'][:16].replace('T', ' ')} UTC by `{run['command']}` on {machine['cpus']} CPUs "
+        f"({machine['cpu_model']}), gunicorn {machine['gunicorn']}, Python {machine['python']}; load average "
+        f"{start[0]:.2f} at the start, {end[0]:.2f} at the end ({run['elapsed_s'] / 60:.1f} min). "
+        f"Source: `{path}`.\n",
+        "\n",
+        markdown_table(
+            [
+                ["area", "target", "measured", "verdict"],
+                *[
+                    [
+                        row["area"],
+                        row["target"],
+                        row["measured"],
+                        row["verdict"].upper() if row["verdict"] != "info" else "-",
+                    ]
+                    for row in run["rows"]
+                ],
+            ]
+        ),
+    ]
+    for title, table in run["tables"].items():
+        lines += ["\n", f"**{title[0].upper()}{title[1:]}**\n", "\n", markdown_table(table)]
+    return "".join(lines)
+
+
+def _verdict(verdict: str) -> str:
+    return "-" if verdict == "info" else verdict.upper()
+
+
 # (file, part) -> what writes it.
 GENERATORS: dict[tuple[str, str], Callable[[], str]] = {
     ("docs/configuration.md", "variables"): reference_table,
+    ("docs/scaling.md", "measured"): lambda: bench_figures(SCALING_MEASUREMENTS),
 }
 
 
