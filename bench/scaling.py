@@ -22,9 +22,8 @@ from typing import Any, Protocol
 
 import psycopg
 
-from apps.common.probe_paths import HEALTHZ
 from harness.fleet import PeakBackends, PgBouncer, RqWorker, staff_session
-from harness.load import Load, Request, summary
+from harness.load import Load, summary
 from harness.project import PYTHON, ROOT, Server, project_env, run_manage
 from harness.scaling import (
     CONNECTIONS,
@@ -33,6 +32,7 @@ from harness.scaling import (
     WEB_CONCURRENCY,
     Fleet,
     database_path_lost,
+    ordinary_requests,
     redis_restarted,
     rolling_restart,
 )
@@ -169,23 +169,22 @@ def budget(report: Report, requests: int) -> None:
         f"answers {pooled_run['load']['statuses']}",
         pooled_run["peak_backends"] <= POOL_SIZE and pooled_run["load"]["statuses"] == {"200": requests},
     )
+    limits = {
+        "straight to PostgreSQL": f"{formula} (the formula)",
+        "through PgBouncer": f"{POOL_SIZE} (default_pool_size)",
+    }
     report.tables["budget: the most PostgreSQL backends under the same load"] = [
         ["replicas", "mode", "requests", "answers", "peak backends", "limit"],
-        [
-            str(REPLICAS),
-            "straight to PostgreSQL",
-            f"{requests:,}",
-            _statuses(straight["load"]["statuses"]),
-            str(straight["peak_backends"]),
-            f"{formula} (the formula)",
-        ],
-        [
-            str(REPLICAS),
-            "through PgBouncer",
-            f"{requests:,}",
-            _statuses(pooled_run["load"]["statuses"]),
-            str(pooled_run["peak_backends"]),
-            f"{POOL_SIZE} (default_pool_size)",
+        *[
+            [
+                str(REPLICAS),
+                mode,
+                f"{requests:,}",
+                _statuses(run["load"]["statuses"]),
+                str(run["peak_backends"]),
+                limits[mode],
+            ]
+            for mode, run in results.items()
         ],
     ]
 
@@ -195,17 +194,7 @@ def _peak(server_url: str, env: dict[str, str], session: str, requests: int) -> 
     try:
         for server in servers:
             server.start(wait=120)
-        staff = {"Cookie": f"sessionid={session}"}
-        mix = [
-            request
-            for server in servers
-            for request in (
-                Request("/" + HEALTHZ, port=server.port),
-                Request("/" + HEALTHZ, port=server.port),
-                Request("/" + HEALTHZ, port=server.port),
-                Request("/admin/", staff, port=server.port),
-            )
-        ]
+        mix = [request for server in servers for request in ordinary_requests(session, server.port)]
         with PeakBackends(server_url, DATABASE) as peak:
             samples = Load(servers[0].port, mix, connections=CONNECTIONS, total=requests).start().wait(600)
         clients = _clients(env)

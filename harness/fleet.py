@@ -24,6 +24,18 @@ from harness.processes import free_port, wait_until
 from harness.project import PYTHON, ROOT, run_manage
 
 
+def terminate(process: subprocess.Popen[bytes] | None, grace: float = 10) -> None:
+    """SIGTERM, then SIGKILL if ``process`` is still there ``grace`` seconds later."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 class PgBouncer:
     """A throwaway PgBouncer (Debian's ``pgbouncer``) in transaction mode, in front of ``postgres_port``.
 
@@ -102,13 +114,7 @@ class PgBouncer:
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        terminate(self.process)
 
     def destroy(self) -> None:
         self.stop()
@@ -296,13 +302,7 @@ class HAProxy:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        terminate(self.process)
 
     def destroy(self) -> None:
         self.stop()
@@ -343,14 +343,7 @@ class RqWorker:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()  # warm shutdown: the current job finishes
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        terminate(self.process, grace=30)  # warm shutdown: the current job finishes
 
 
 def staff_session(env: dict[str, str]) -> str:

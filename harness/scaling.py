@@ -137,11 +137,7 @@ class Fleet:
         shutil.rmtree(self.redis_dir, ignore_errors=True)
 
     def requests(self) -> list[Request]:
-        """The steady load: probes and ordinary admin pages (a staff user's), three to one."""
-        staff = {"Cookie": f"sessionid={self.session}"}
-        healthz = Request("/" + HEALTHZ)
-        index, users = Request("/admin/", staff), Request("/admin/auth/user/", staff)
-        return [healthz, healthz, healthz, index, healthz, healthz, healthz, users]
+        return ordinary_requests(self.session)
 
     def load(self) -> Load:
         return Load(self.haproxy.port, self.requests(), connections=CONNECTIONS)
@@ -161,6 +157,17 @@ class Fleet:
             "retries": sum(int(row.get("wretr") or 0) for row in rows),
             "redispatches": sum(int(row.get("wredis") or 0) for row in rows),
         }
+
+
+def ordinary_requests(session: str, port: int | None = None) -> list[Request]:
+    """The steady load: probes and ordinary admin pages (a staff user's), three to one.
+
+    ``port``: one replica's, to spread a load over replicas without a load balancer.
+    """
+    staff = {"Cookie": f"sessionid={session}"}
+    healthz = Request("/" + HEALTHZ, port=port)
+    index, users = Request("/admin/", staff, port=port), Request("/admin/auth/user/", staff, port=port)
+    return [healthz, healthz, healthz, index, healthz, healthz, healthz, users]
 
 
 def _env(database_url: str, redis_url: str) -> dict[str, str]:

@@ -21,10 +21,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from apps.common.probe_paths import HEALTHZ
 from harness.fleet import PeakBackends, PgBouncer, staff_session
-from harness.load import Load, Request, summary
+from harness.load import Load, summary
 from harness.project import PYTHON, ROOT, Server, project_env, run_manage
+from harness.scaling import ordinary_requests
 from harness.servers import PostgresCluster, postgres_bin
 
 pytestmark = pytest.mark.slow
@@ -100,22 +100,8 @@ def test_three_replicas_share_the_pool(pooled: Pooled) -> None:
     try:
         for server in servers:
             server.start(wait=60)
-        staff = {"Cookie": f"sessionid={session}"}
-        # Three probes for one admin page (the index, or the list of the 1,000 groups).
-        requests = [
-            request
-            for server in servers
-            for request in (
-                Request("/" + HEALTHZ, port=server.port),
-                Request("/" + HEALTHZ, port=server.port),
-                Request("/" + HEALTHZ, port=server.port),
-                Request("/admin/", staff, port=server.port),
-                Request("/" + HEALTHZ, port=server.port),
-                Request("/" + HEALTHZ, port=server.port),
-                Request("/" + HEALTHZ, port=server.port),
-                Request("/admin/auth/group/", staff, port=server.port),
-            )
-        ]
+        # Three probes for one admin page (the index, or the list of users).
+        requests = [request for server in servers for request in ordinary_requests(session, server.port)]
         with PeakBackends(pooled.cluster.url, DATABASE) as peak:
             samples = Load(servers[0].port, requests, connections=16, total=10_000).start().wait(timeout=600)
             clients = [client for client in pooled.bouncer.show("CLIENTS") if client["database"] == DATABASE]
