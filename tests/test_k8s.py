@@ -171,6 +171,7 @@ def test_the_probes_answer_where_the_manifest_points(production: list[dict[str, 
     settings = config_map(production)
     probe_port = Server(project_env()).port  # a free port standing in for the pod's PROBE_PORT
     overrides = {name: value for name, value in settings.items() if name not in ("DJANGO_ALLOWED_HOSTS", "PORT")}
+    overrides["DRAIN_SECONDS"] = "0"  # the test's own stop needs no drain
     server = Server(project_env(False, **{**overrides, "PROBE_PORT": str(probe_port), "DATABASE_POOLER": "none"}))
     web = container(production, "web")
     with server:
