@@ -97,8 +97,8 @@ def scenarios(report: Report) -> None:
         "scaling",
         "after it is marked down: no 5xx from it, no request unanswered",
         f"{lost['five_xx_from_it_after_down']} 5xx from it, {lost['answered_by_it_while_down']} answers from it, "
-        f"{lost['unanswered']} unanswered; slowest {lost['slowest_s']:.2f} s (HAProxy's timeout server, then "
-        f"another replica); before it was out: {lost['before_down']['statuses']}",
+        f"{lost['unanswered']} unanswered; slowest {lost['slowest_s']:.2f} s (at most HAProxy's timeout server, "
+        f"then another replica); before it was out: {lost['before_down']['statuses']}",
         lost["five_xx_from_it_after_down"] == 0 and lost["unanswered"] == 0,
     )
     report.add(
