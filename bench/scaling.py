@@ -111,7 +111,9 @@ def scenarios(report: Report) -> None:
     report.add(
         "scaling",
         "Redis restarted (append-only): nobody restarts, no job lost",
-        f"{redis['jobs_lost']} of {redis['jobs_accepted']} jobs lost; processes {'the same' if same else 'RESTARTED'}; "
+        f"{redis['jobs_lost']} of {redis['jobs_accepted']} jobs lost ({redis['jobs_finished']} finished, "
+        f"{redis['jobs_stranded']} kept in rq's intermediate queue for its maintenance); "
+        f"processes {'the same' if same else 'RESTARTED'}; "
         f"outage {redis['outage_s']:.2f} s, answers from the stop {redis['load_from_the_stop']['statuses']}",
         redis["jobs_lost"] == 0 and same,
     )

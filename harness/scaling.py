@@ -305,7 +305,11 @@ def redis_restarted(fleet: Fleet, jobs: int = 200) -> dict[str, Any]:
         )
         healthy_again = [s for s in load.since(restarted) if s.status == 200 and s.path == "/" + HEALTHZ]
         samples = load.stop()
-    finished = producer.wait_finished(120)
+    finished = producer.wait_finished(30)
+    # A job whose dequeue was written to the append-only file while its reply died with Redis
+    # stays in rq's intermediate queue: kept, not run. rq's maintenance (every 10 minutes) fails
+    # it after a minute there, or requeues it if it was enqueued with a Retry.
+    stranded = [job for job in producer.unfinished if job["in_intermediate_queue"]]
     after = [s for s in samples if s.started >= stopped]
     return {
         "outage_s": restarted - stopped,
@@ -314,7 +318,8 @@ def redis_restarted(fleet: Fleet, jobs: int = 200) -> dict[str, Any]:
         "jobs_accepted": producer.accepted,
         "jobs_refused_while_down": producer.refused,
         "jobs_finished": finished,
-        "jobs_lost": producer.accepted - finished,
+        "jobs_stranded": len(stranded),
+        "jobs_lost": producer.accepted - finished - len(stranded),
         "unfinished_jobs": producer.unfinished,
         "web_workers_same": web_pids == {r.name: r.worker_pids() for r in fleet.replicas},
         "web_masters_same": masters == {r.name: r.server.process.pid for r in fleet.replicas if r.server.process},
