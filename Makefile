@@ -18,7 +18,7 @@ COMPOSE_MIN_VERSION ?= 2.26
 # override requires DJANGO_SECRET_KEY: a placeholder lets them run without the secret.
 COMPOSE_WITHOUT_SECRET = DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-not-needed-by-down-logs-or-ps}" $(COMPOSE)
 
-.PHONY: help install run test test-fast test-docker lint fmt migrate worker lock shell superuser serve failed-jobs check compose-check up down logs ps docs bench clean
+.PHONY: help install run test test-fast test-docker lint fmt migrate worker lock shell superuser serve failed-jobs check compose-check up down logs ps docs bench clean checkov k8s
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -112,6 +112,18 @@ logs: ## Follow the compose services' logs
 ps: ## The compose services and their health
 	$(COMPOSE_WITHOUT_SECRET) ps
 
+# checkov pins packaging<24, which the project lock cannot share: its own lock, its own virtualenv.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-checkov.txt
+	@touch $@
+
+checkov: $(CHECKOV_VENV)/.installed ## The policy scanner for deploy/k8s, in its own virtualenv (.venv-checkov)
+
+k8s: install checkov ## Render deploy/k8s, validate it (Kubernetes schemas, checkov) and tie it to the code
+	$(BIN)/pytest tests/test_k8s.py
+
 docs: install ## Regenerate the generated parts of docs/ (variables table, measured figures)
 	$(BIN)/python -m harness.docs
 
@@ -119,4 +131,4 @@ bench: install ## Benchmarks (on demand, never in CI; BENCH_ARGS="--quick --only
 	$(BIN)/python bench/healthz.py $(BENCH_ARGS)
 
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache staticfiles
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache staticfiles

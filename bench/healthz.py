@@ -20,6 +20,9 @@ absolute numbers mean little and ratios measured in the same run mean a lot:
   spreads over the workers at 2 to 64 persistent connections, against the settings weighed and
   not chosen; new clients beside idle keep-alive ones; the probe port while every request thread
   is held; slow and silent clients against gunicorn alone and through nginx.
+- scaling: three replicas and two workers behind HAProxy, PgBouncer's pool against the
+  connection budget, the worker's liveness probe (``bench/scaling.py``; needs ``haproxy`` and
+  ``pgbouncer``).
 
 The shared PostgreSQL and Redis are only used, never broken: a database of our own (``bench``,
 created if missing) and Redis DB 7 (``BENCH_DATABASE`` and ``BENCH_REDIS_URL`` move them).
@@ -64,7 +67,7 @@ from rq import Queue, Worker  # noqa: E402
 from rq.job import JobStatus  # noqa: E402
 
 from apps.common.probe_paths import HEALTHZ, LIVEZ  # noqa: E402
-from bench import loads, serving  # noqa: E402
+from bench import loads, scaling, serving  # noqa: E402
 from bench.common import (  # noqa: E402
     BENCH_DB,
     BENCH_DB_URL,
@@ -90,7 +93,7 @@ from harness.project import BIN, PYTHON  # noqa: E402
 from harness.servers import NGINX, BlackHole, DelayProxy, PostgresCluster, RedisServer, postgres_bin  # noqa: E402
 
 HEALTHZ_PATH, LIVEZ_PATH = "/" + HEALTHZ, "/" + LIVEZ
-SECTIONS = ("throughput", "churn", "faults", "worker", "soak", "balance", "probe-port", "slow-clients")
+SECTIONS = ("throughput", "churn", "faults", "worker", "soak", "balance", "probe-port", "slow-clients", "scaling")
 HEALTHCHECK_TIMEOUT = 1.0  # the contract's default, used unchanged
 FAULT_BUDGET = HEALTHCHECK_TIMEOUT + 0.25
 SLOW_DELAY = 5.0
@@ -884,13 +887,15 @@ def main(argv: list[str] | None = None) -> int:
     missing = [
         tool for tool, found in (("wrk", loads.find_wrk()), ("redis-server", shutil.which("redis-server"))) if not found
     ]
+    if "scaling" in chosen:
+        missing += [tool for tool in ("haproxy", "pgbouncer") if not shutil.which(tool)]
     if missing:
         print(
             f"bench: missing tool(s): {', '.join(missing)} (Debian/Ubuntu: apt-get install {' '.join(missing)})",
             file=sys.stderr,
         )
         return 2
-    if {"soak"} & set(chosen) and postgres_bin() is None:
+    if {"soak", "scaling"} & set(chosen) and postgres_bin() is None:
         print("bench: the soak needs PostgreSQL's server binaries (initdb, pg_ctl)", file=sys.stderr)
         return 2
     if {"slow-clients"} & set(chosen) and not NGINX.exists():
@@ -916,6 +921,8 @@ def main(argv: list[str] | None = None) -> int:
                 section_faults(profile, report)
             elif section == "worker":
                 section_worker(profile, report)
+            elif section == "scaling":
+                scaling.section(report, quick=args.quick)
             elif section == "soak":
                 section_soak(profile, report)
             elif section == "balance":

@@ -150,6 +150,32 @@ def _refuse(problem: str | None) -> None:
         raise Invalid(problem)
 
 
+# DATABASE_URL options that need a server connection of their own for the whole session. Under
+# PgBouncer's transaction pooling each transaction may run on another server connection, so
+# prepared statements (psycopg's prepare_threshold), server-side binding (named statements) and
+# SET ROLE (Django's assume_role) break there. Django's defaults leave all three off.
+_SESSION_OPTIONS = ("server_side_binding", "prepare_threshold", "assume_role")
+_OFF = ("false", "0", "no", "off")
+
+
+def _fits_the_pooler(value: dict[str, Any], config: Config) -> None:
+    if config.database_pooler != "pgbouncer":
+        return
+    if value.get("ENGINE") != "django.db.backends.postgresql":
+        raise Invalid("must be a postgres:// URL when DATABASE_POOLER is pgbouncer")
+    options = value.get("OPTIONS", {})
+    turned_on = [
+        name
+        for name in _SESSION_OPTIONS
+        if name in options and not (name == "server_side_binding" and str(options[name]).lower() in _OFF)
+    ]
+    if turned_on:
+        raise Invalid(
+            f"{', '.join(turned_on)} cannot be used with DATABASE_POOLER=pgbouncer "
+            "(transaction pooling: no prepared statements, server-side binding or session state)"
+        )
+
+
 def _production_secret_key(value: str, config: Config) -> None:
     if not config.debug:
         _refuse(secret_key_problem(value))
@@ -201,6 +227,12 @@ class Config:
     csrf_trusted_origins = Variable(
         "DJANGO_CSRF_TRUSTED_ORIGINS", CommaList(), list[str](), "`https://` origins allowed to POST (behind a proxy)."
     )
+    database_pooler = Variable(
+        "DATABASE_POOLER",
+        Choice(("none", "pgbouncer")),
+        "none",
+        "`pgbouncer`: `DATABASE_URL` points at PgBouncer in transaction mode (no server-side cursors).",
+    )
     database = Variable(
         "DATABASE_URL",
         DatabaseURL(base=BASE_DIR),
@@ -208,6 +240,7 @@ class Config:
         "The database. SQLite: a file; a relative path is under the project root.",
         required=True,
         secret=True,
+        check=_fits_the_pooler,
     )
     redis_url = Variable(
         "REDIS_URL",

@@ -6,6 +6,9 @@
   proxy that answers late.
 - ``harness.project``: this project's own processes (``manage.py``, gunicorn, runserver) with
   a valid environment.
+- ``harness.fleet``: several replicas behind the ordinary tools (PgBouncer, HAProxy), and rq
+  workers.
+- ``harness.load``: steady HTTP load on keep-alive connections, every answer recorded.
 
 Nothing here is part of the service: it is not in the image and never imported by ``apps`` or
 ``config``.

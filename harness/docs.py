@@ -21,6 +21,9 @@ from harness.project import ROOT
 # The serving sections of `make bench` (balance, probe-port, slow-clients), as last published:
 # make bench BENCH_ARGS="--only balance,probe-port,slow-clients --json docs/measurements/serving.json"
 SERVING_MEASUREMENTS = "docs/measurements/serving.json"
+# The scaling section of `make bench` (HAProxy, replicas, PgBouncer, workers), as last published:
+# make bench BENCH_ARGS="--only scaling --json docs/measurements/scaling.json"
+SCALING_MEASUREMENTS = "docs/measurements/scaling.json"
 
 
 def markdown_table(rows: list[list[str]]) -> str:
@@ -68,6 +71,7 @@ def _verdict(verdict: str) -> str:
 GENERATORS: dict[tuple[str, str], Callable[[], str]] = {
     ("docs/configuration.md", "variables"): reference_table,
     ("docs/performance.md", "serving"): lambda: bench_figures(SERVING_MEASUREMENTS),
+    ("docs/scaling.md", "measured"): lambda: bench_figures(SCALING_MEASUREMENTS),
 }
 
 

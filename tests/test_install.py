@@ -34,6 +34,7 @@ def _make_install(python: Path, venv: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.skipif(not DEBIAN_PYTHON.exists(), reason="no Debian python3.11 on this machine")
+@pytest.mark.timeout(600)  # a whole install (30 s on a quiet machine): as long as _make_install allows
 def test_the_lock_installs_on_debians_python_311(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     result = _make_install(DEBIAN_PYTHON, venv)

@@ -71,6 +71,7 @@ BROKEN_RULES = [
     ("DJANGO_ADMIN_URL", "./admin/", "DJANGO_ADMIN_URL: must not contain . or .. segments"),
     ("DJANGO_ADMIN_URL", "healthz/", "DJANGO_ADMIN_URL: must not start with a probe path"),
     ("DJANGO_ADMIN_URL", "livez/admin/", "DJANGO_ADMIN_URL: must not start with a probe path"),
+    ("DATABASE_POOLER", "pgbouncr", "DATABASE_POOLER: must be one of none/pgbouncer"),
 ]
 
 
@@ -190,6 +191,50 @@ class TestLoad:
             "PORT",
             "LOG_FORMAT",
         ]
+
+
+class TestPooler:
+    """``DATABASE_POOLER=pgbouncer`` refuses what PgBouncer's transaction mode cannot carry."""
+
+    POOLED = "postgres://app:hunter2@pgbouncer.internal:6432/app"
+
+    @pytest.mark.parametrize(
+        ("query", "named"),
+        [
+            ("server_side_binding=true", "server_side_binding"),
+            ("server_side_binding=1", "server_side_binding"),
+            ("prepare_threshold=5", "prepare_threshold"),
+            ("prepare_threshold=0", "prepare_threshold"),
+            ("assume_role=reporting", "assume_role"),
+            ("server_side_binding=on&prepare_threshold=1", "server_side_binding, prepare_threshold"),
+        ],
+    )
+    def test_session_options_are_refused_in_one_line(self, query: str, named: str) -> None:
+        with pytest.raises(env.ConfigurationError) as caught:
+            env.load({**VALID, "DATABASE_POOLER": "pgbouncer", "DATABASE_URL": f"{self.POOLED}?{query}"})
+        assert caught.value.problems == [
+            f"DATABASE_URL: {named} cannot be used with DATABASE_POOLER=pgbouncer "
+            "(transaction pooling: no prepared statements, server-side binding or session state)"
+        ]
+        assert "hunter2" not in caught.value.problems[0]
+
+    @pytest.mark.parametrize("query", ["server_side_binding=true", "prepare_threshold=5", "assume_role=r"])
+    def test_without_the_pooler_the_options_are_django_s_business(self, query: str) -> None:
+        assert env.load({**VALID, "DATABASE_URL": f"{self.POOLED}?{query}"}).database_pooler == "none"
+
+    def test_options_that_keep_no_session_state_pass(self) -> None:
+        url = f"{self.POOLED}?server_side_binding=false&sslmode=require"
+        config = env.load({**VALID, "DATABASE_POOLER": "PgBouncer", "DATABASE_URL": url})
+        assert config.database_pooler == "pgbouncer"
+        assert config.database["OPTIONS"] == {"server_side_binding": "false", "sslmode": "require"}
+
+    def test_pgbouncer_needs_postgresql(self) -> None:
+        with pytest.raises(env.ConfigurationError) as caught:
+            env.load({**VALID, "DATABASE_POOLER": "pgbouncer", "DATABASE_URL": "sqlite:////tmp/app.sqlite3"})
+        assert caught.value.problems == ["DATABASE_URL: must be a postgres:// URL when DATABASE_POOLER is pgbouncer"]
+
+    def test_default_is_no_pooler(self) -> None:
+        assert env.load(VALID).database_pooler == "none"
 
 
 # Numbers are plain ASCII digits (seconds: one optional "." with digits after it). Each of these

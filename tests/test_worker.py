@@ -510,6 +510,38 @@ def test_the_worker_reconnects_after_redis_restarts_under_it(
         server.stop()
 
 
+def test_a_busy_worker_survives_redis_restarts_and_loses_no_job(
+    redis: Redis, start_worker: Callable[..., WorkerProcess], tmp_path: Path
+) -> None:
+    """Redis killed and restarted (append-only, as production runs it) while jobs flow, three times.
+
+    rq retries its blocking dequeue, but a connection error elsewhere in its loop (the heartbeat
+    right after a dequeue, preparing the execution) used to end the worker, its job stuck.
+    """
+    persistence = ("--appendonly", "yes", "--appendfsync", "always", "--dir", str(tmp_path))
+    server = RedisServer().start(*persistence)
+    try:
+        connection = Redis.from_url(server.url, socket_timeout=5, socket_connect_timeout=5)
+        worker = start_worker(env=project_env(REDIS_URL=server.url), connection=connection)
+        queue = django_rq.get_queue(QUEUE, connection=connection)
+        accepted: list[str] = []
+        for restart in range(3):
+            for number in range(30):
+                accepted.append(queue.enqueue(jobs.echo, f"round {restart} job {number}").id)
+            wait_until(lambda: queue.finished_job_registry.count >= len(accepted) - 25, 60, "jobs to be running")
+            server.stop()  # SIGKILL, mid-flow
+            server.start(*persistence)
+        wait_until(
+            lambda: all(job and job.get_status() == "finished" for job in Job.fetch_many(accepted, connection)),
+            120,
+            "every accepted job to finish",
+        )
+        assert worker.alive(), worker.output()[-3000:]
+        connection.close()
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize(("log_level", "levels_seen"), [("WARNING", set()), ("INFO", {"info"})])
 def test_log_level_sets_the_workers_level_whatever_its_verbosity(
     redis: Redis, worker_env: dict[str, str], log_level: str, levels_seen: set[str]
@@ -569,3 +601,35 @@ def test_database_jobs_in_a_row_survive_a_postgresql_restart(
     assert first.result["vendor"] == second.result["vendor"] == "postgresql"
     assert first.result["worker_id"] == second.result["worker_id"] == worker.name
     assert first.result["backend_pid"] != second.result["backend_pid"]
+
+
+def test_worker_alive_follows_rq_s_heartbeat(
+    redis: Redis, start_worker: Callable[..., WorkerProcess], worker_env: dict[str, str]
+) -> None:
+    """The worker Deployment's liveness probe (deploy/k8s): alive while the worker's key lives."""
+    nobody = run_manage("worker_alive", env=worker_env)
+    assert nobody.returncode == 1
+    assert "no live rq worker registration for host" in nobody.stderr
+
+    worker = start_worker()
+    alive = run_manage("worker_alive", env=worker_env)
+    assert alive.returncode == 0, alive.stderr
+    assert alive.stdout.startswith("alive: 1 worker(s) on ")
+
+    # Hung: no more heartbeats. Its key expires worker-ttl + 60 s after the last one; the test
+    # deletes it as that expiry would, instead of sleeping 90 s.
+    worker.signal(signal.SIGSTOP)
+    try:
+        redis.delete(worker.key)
+        assert run_manage("worker_alive", env=worker_env).returncode == 1
+    finally:
+        worker.signal(signal.SIGCONT)
+    # Running again: its next heartbeat (idle: every worker-ttl - 15 s) registers it again.
+    wait_until(lambda: run_manage("worker_alive", env=worker_env).returncode == 0, 60, "the worker to be alive again")
+
+
+def test_worker_alive_does_not_blame_the_worker_for_redis() -> None:
+    """Restarting workers would not bring Redis back, and rq reconnects by itself."""
+    result = run_manage("worker_alive", env=project_env(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("redis unreachable (ConnectionError)")

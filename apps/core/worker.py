@@ -8,7 +8,9 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import close_old_connections, connections
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.client import Pipeline
+from redis.retry import Retry
 from rq import worker_registration
 from rq.exceptions import DeserializationError
 from rq.executions import Execution
@@ -22,16 +24,18 @@ from apps.common.masking import service_fields
 logger = structlog.get_logger(__name__)
 
 _JOB_CONTEXT = ("job_id", "queue", "job_func", "request_id")
+REDIS_RETRIES = 6
 
 
 class ContextWorker(Worker):
-    """rq's forking worker with three additions (and ``LOG_LEVEL`` as its log level, and a failed
+    """rq's forking worker with four additions (and ``LOG_LEVEL`` as its log level, and a failed
     job's traceback logged as a structured exception).
 
     - Every line the worker logs carries ``worker_id``; while a job runs, also ``job_id``,
       ``queue``, ``job_func`` and the ``request_id`` of the request that enqueued it.
     - Each job starts and ends with stale database connections closed, so a PostgreSQL
       restart between two jobs does not fail the second one.
+    - Its Redis commands are retried with back-off, so a Redis restart does not end it.
     - A worker whose registration vanished from Redis (Redis restarted without persistence,
       or was flushed) registers again at its next heartbeat. rq itself reconnects and keeps
       consuming, but stays out of the queue's worker set, so ``check_services --worker`` and
@@ -42,6 +46,7 @@ class ContextWorker(Worker):
         # django-rq derives a level from --verbosity and rq applies it to its own loggers when
         # the worker starts, over the LOG_LEVEL that LOGGING set: LOG_LEVEL rules here as in web.
         kwargs["logging_level"] = settings.LOG_LEVEL
+        self._retry_redis_commands()
         structlog.contextvars.bind_contextvars(worker_id=self.name)
         logger.info(
             "worker_ready",
@@ -49,6 +54,19 @@ class ContextWorker(Worker):
             **service_fields(settings.DATABASES["default"], settings.REDIS_URL),
         )
         return super().work(*args, **kwargs)
+
+    def _retry_redis_commands(self) -> None:
+        """Carry every Redis command of this worker (and its work horses) across a Redis restart.
+
+        rq retries its blocking dequeue with back-off, but a connection error anywhere else in
+        its loop (the heartbeat right after a dequeue, preparing a job's execution, a work horse
+        writing its result) makes the worker quit with the job half-handled. redis-py's own
+        retries, with exponential back-off (about 12 s in all), cover those. Only here, in the
+        worker process: the web side keeps its 2 s bound on every enqueue.
+        """
+        pool = self.connection.connection_pool
+        pool.connection_kwargs["retry"] = Retry(ExponentialWithJitterBackoff(base=0.25, cap=4), REDIS_RETRIES)
+        pool.disconnect()  # connections opened before now carry no retry
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         super().heartbeat(timeout, pipeline)

@@ -80,7 +80,7 @@ TEMPLATES = [
 ]
 
 
-def _database_settings(parsed: dict[str, Any]) -> dict[str, Any]:
+def _database_settings(parsed: dict[str, Any], pooler: str) -> dict[str, Any]:
     database = dict(parsed)
     if database["ENGINE"] == "django.db.backends.postgresql":
         database["OPTIONS"] = {
@@ -97,10 +97,16 @@ def _database_settings(parsed: dict[str, Any]) -> dict[str, Any]:
         # Persistent connections, checked before reuse at the start of each request.
         database["CONN_MAX_AGE"] = 60
         database["CONN_HEALTH_CHECKS"] = True
+    if pooler == "pgbouncer":
+        # Django's "Transaction pooling and server-side cursors": a named cursor (iterator())
+        # outlives its transaction, and the next FETCH may run on another server connection.
+        # Prepared statements and server-side binding stay at Django's defaults (off); the
+        # environment check refuses DATABASE_URL options that would turn them on.
+        database["DISABLE_SERVER_SIDE_CURSORS"] = True
     return database
 
 
-DATABASES = {"default": _database_settings(_config.database)}
+DATABASES = {"default": _database_settings(_config.database, _config.database_pooler)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = _config.redis_url
