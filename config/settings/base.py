@@ -80,7 +80,7 @@ TEMPLATES = [
 ]
 
 
-def _database_settings(parsed: dict[str, Any], pooler: str) -> dict[str, Any]:
+def _database_settings(parsed: dict[str, Any], pooler: str = "none") -> dict[str, Any]:
     database = dict(parsed)
     if database["ENGINE"] == "django.db.backends.postgresql":
         database["OPTIONS"] = {
