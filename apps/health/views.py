@@ -49,16 +49,24 @@ def livez(request: HttpRequest) -> HttpResponse:
 
 @_probe
 def readyz(request: HttpRequest) -> HttpResponse:
-    """The configured checks (``HEALTH_CHECKS``) answer: 200, or 503 naming the failing ones.
-
-    A failing non-critical check shows as ``"error"`` (health+json: ``"warn"``) but keeps the 200.
-    """
+    """Should this replica get traffic: no while it drains, else whether the checks pass."""
     if draining.is_draining():
         # SIGTERM arrived (DRAIN_SECONDS): 503 at once, so load balancers take this replica out
         # of rotation while it still serves. No check runs: the answer no longer depends on them.
         if render.wants_health_json(request.META.get("HTTP_ACCEPT", "")):
             return _json({"status": "fail", "output": "draining"}, 503, render.HEALTH_JSON)
         return _json({"status": "draining"}, 503)
+    return healthz(request)
+
+
+@_probe
+def healthz(request: HttpRequest) -> HttpResponse:
+    """The configured checks (``HEALTH_CHECKS``) answer: 200, or 503 naming the failing ones.
+
+    A failing non-critical check shows as ``"error"`` (health+json: ``"warn"``) but keeps the 200.
+    A draining replica is still healthy: only readiness says it should get no more traffic, so a
+    monitor watching ``/healthz`` does not page for every deploy.
+    """
     deadline = time.monotonic() + settings.HEALTHCHECK_TIMEOUT
     # From the raw query string, never request.GET: past DATA_UPLOAD_MAX_NUMBER_FIELDS parameters
     # that raises, and a probe must answer JSON whatever the query string.
@@ -75,7 +83,3 @@ def readyz(request: HttpRequest) -> HttpResponse:
     if wants_details and authorised:
         return _json(render.verbose_body(report), status)
     return _json(render.plain_body(report), status)
-
-
-# Same checks today; kept as its own name so either can change without breaking probes.
-healthz = readyz
