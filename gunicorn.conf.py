@@ -6,7 +6,10 @@ gunicorn loads this file automatically from the project root; `gunicorn` alone s
 import os
 from typing import Any
 
-from apps.common import draining  # noqa: F401 - mapped here, in the master, before any worker forks
+from apps.common import (
+    draining,  # noqa: F401 - mapped here, in the master, before any worker forks
+    multiprocess_metrics,
+)
 from apps.common.masking import service_fields
 from config import drain, env, probe_listener
 from config import workers as balanced
@@ -62,6 +65,20 @@ logconfig_dict = build_logging_config(level=_config.log_level, fmt=_config.log_f
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'
 
 
+def on_starting(server: Any) -> None:
+    # With METRICS_TOKEN set, one scrape reports every worker: a fresh directory for this replica's
+    # metrics files, named in the environment before any worker forks (docs/metrics.md).
+    if _config.metrics_token:
+        import structlog
+
+        directory = multiprocess_metrics.prepare()
+        structlog.get_logger("gunicorn.conf").info("metrics_multiprocess", directory=str(directory))
+
+
+def on_exit(server: Any) -> None:
+    multiprocess_metrics.remove()
+
+
 def when_ready(server: Any) -> None:
     import structlog
 
@@ -82,6 +99,8 @@ def pre_fork(server: Any, worker: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     balanced.release(worker)
+    # The dead worker's live gauges go; its counts are folded into the replica's archive files.
+    multiprocess_metrics.worker_exited(worker.pid, live=server.WORKERS)
 
 
 def post_worker_init(worker: Any) -> None:

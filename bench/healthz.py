@@ -23,6 +23,9 @@ absolute numbers mean little and ratios measured in the same run mean a lot:
 - scaling: three replicas and two workers behind HAProxy, PgBouncer's pool against the
   connection budget, the worker's liveness probe (``bench/scaling.py``; needs ``haproxy`` and
   ``pgbouncer``).
+- metrics (``bench/metrics.py``, issue 14): a trivial view through the full middleware with
+  ``/metrics`` off, on, and on while scraped every second, interleaved rounds; docs/metrics.md
+  shows the run saved in ``docs/measurements/metrics.json``.
 
 The shared PostgreSQL and Redis are only used, never broken: a database of our own (``bench``,
 created if missing) and Redis DB 7 (``BENCH_DATABASE`` and ``BENCH_REDIS_URL`` move them).
@@ -68,6 +71,7 @@ from rq.job import JobStatus  # noqa: E402
 
 from apps.common.probe_paths import HEALTHZ, LIVEZ  # noqa: E402
 from bench import loads, scaling, serving  # noqa: E402
+from bench import metrics as metrics_bench  # noqa: E402
 from bench.common import (  # noqa: E402
     BENCH_DB,
     BENCH_DB_URL,
@@ -93,7 +97,18 @@ from harness.project import BIN, PYTHON  # noqa: E402
 from harness.servers import NGINX, BlackHole, DelayProxy, PostgresCluster, RedisServer, postgres_bin  # noqa: E402
 
 HEALTHZ_PATH, LIVEZ_PATH = "/" + HEALTHZ, "/" + LIVEZ
-SECTIONS = ("throughput", "churn", "faults", "worker", "soak", "balance", "probe-port", "slow-clients", "scaling")
+SECTIONS = (
+    "throughput",
+    "churn",
+    "faults",
+    "worker",
+    "soak",
+    "balance",
+    "probe-port",
+    "slow-clients",
+    "scaling",
+    "metrics",
+)
 HEALTHCHECK_TIMEOUT = 1.0  # the contract's default, used unchanged
 FAULT_BUDGET = HEALTHCHECK_TIMEOUT + 0.25
 SLOW_DELAY = 5.0
@@ -226,24 +241,13 @@ def section_throughput(profile: Profile, report: Report) -> None:
     ]
     summary: dict[str, Any] = {}
     for name, path in TARGETS.items():
-        rps = loads.median([r[name].rps for r in rounds])
-        p50 = loads.median([r[name].p50_ms for r in rounds])
-        p99 = loads.median([r[name].p99_ms for r in rounds])
+        totals = loads.summary([r[name] for r in rounds])
         cpu_us = loads.median([costs[name] for costs in cpu])
         per_request_switches = loads.median([waits[name] for waits in switches])
-        bad = sum(r[name].non_2xx for r in rounds)
-        lost = sum(r[name].lost for r in rounds)
-        summary[name] = {
-            "rps": rps,
-            "p50_ms": p50,
-            "p99_ms": p99,
-            "cpu_us_per_request": cpu_us,
-            "switches_per_request": per_request_switches,
-            "non_2xx": bad,
-            "socket_errors": lost,
-        }
-        row = [name, f"`{path}`", f"{rps:,.0f}", fmt_ms(p50), fmt_ms(p99), f"{cpu_us:,.0f} us"]
-        row += [f"{per_request_switches:.1f}", str(bad), str(lost)]
+        summary[name] = {**totals, "cpu_us_per_request": cpu_us, "switches_per_request": per_request_switches}
+        row = [name, f"`{path}`", f"{totals['rps']:,.0f}", fmt_ms(totals["p50_ms"]), fmt_ms(totals["p99_ms"])]
+        row += [f"{cpu_us:,.0f} us", f"{per_request_switches:.1f}", f"{totals['non_2xx']:.0f}"]
+        row += [f"{totals['socket_errors']:.0f}"]
         table.append(row)
     report.tables["throughput (medians over rounds)"] = table
 
@@ -775,6 +779,21 @@ def section_soak(profile: Profile, report: Report) -> None:
     )
 
 
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def section_metrics(profile: Profile, report: Report) -> None:
+    def env(token: str | None) -> dict[str, str]:
+        # The trivial view must answer itself, not redirect to HTTPS; only METRICS_TOKEN differs.
+        return {
+            **app_env(BENCH_DB_URL, SHARED_REDIS_URL, settings="bench.settings"),
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
+            "METRICS_TOKEN": token or "",
+        }
+
+    metrics_bench.section_metrics(report, env, cpu_seconds, profile.rounds, profile.seconds, profile.warmup_seconds)
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -923,6 +942,8 @@ def main(argv: list[str] | None = None) -> int:
                 section_worker(profile, report)
             elif section == "scaling":
                 scaling.section(report, quick=args.quick)
+            elif section == "metrics":
+                section_metrics(profile, report)
             elif section == "soak":
                 section_soak(profile, report)
             elif section == "balance":

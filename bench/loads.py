@@ -174,6 +174,17 @@ def concurrent_gets(port: int, path: str, count: int, workers: int) -> list[Time
     return results
 
 
+def summary(results: Sequence[WrkResult]) -> dict[str, float]:
+    """One target's runs: medians over rounds (requests/s, p50, p99) and totals (non-2xx, socket errors)."""
+    return {
+        "rps": median([result.rps for result in results]),
+        "p50_ms": median([result.p50_ms for result in results]),
+        "p99_ms": median([result.p99_ms for result in results]),
+        "non_2xx": sum(result.non_2xx for result in results),
+        "socket_errors": sum(result.lost for result in results),
+    }
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 

@@ -1,3 +1,4 @@
-"""The bench-only limit probe's path, declared once."""
+"""The bench-only paths, declared once: the limit probe, and a trivial view behind the full middleware."""
 
 LIMIT_PATH = "bench/limit"
+TRIVIAL_PATH = "bench/trivial"

@@ -6,7 +6,7 @@ Django health check (one ``SELECT 1``, one ``PING``, nothing else); to compare i
 access line is demoted like theirs. Nothing else differs from ``config.settings.base``.
 """
 
-from apps.common.probe_paths import PROBE_PATHS
+from apps.common.probe_paths import EARLY_PATHS
 from bench.paths import LIMIT_PATH
 from config.logging import build_logging_config
 from config.settings.base import *  # noqa: F403
@@ -17,4 +17,4 @@ MIDDLEWARE = [
     "bench.middleware.BenchProbeMiddleware" if entry == "apps.health.middleware.HealthProbeMiddleware" else entry
     for entry in MIDDLEWARE
 ]
-LOGGING = build_logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT, quiet_paths=(*PROBE_PATHS, LIMIT_PATH))
+LOGGING = build_logging_config(level=LOG_LEVEL, fmt=LOG_FORMAT, quiet_paths=(*EARLY_PATHS, LIMIT_PATH))

@@ -27,3 +27,8 @@ def limit(request: HttpRequest) -> HttpResponse:
     response = HttpResponse(_OK, content_type="application/json")
     response["Cache-Control"] = "no-store"
     return response
+
+
+def trivial(request: HttpRequest) -> HttpResponse:
+    """Nothing but the full middleware chain (the metrics section measures what /metrics adds to it)."""
+    return HttpResponse(b"ok", content_type="text/plain")

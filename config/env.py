@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar, overload
 
 import environ
 
-from apps.common.masking import MASK, mask_secrets
+from apps.common.masking import MASK, has_credentials, mask_secrets
 from apps.common.security_rules import admin_url_problem, allowed_hosts_problem, secret_key_problem
 from config.rules import (
     Boolean,
@@ -33,6 +33,7 @@ from config.rules import (
     RedisURL,
     Rule,
     Seconds,
+    SentryDSN,
     Text,
     Token,
     URLPath,
@@ -63,7 +64,8 @@ class Variable(Generic[T]):
     parsed, typed value.
 
     ``secret``: the value is (or carries) a secret. ``repr(config)`` shows it masked: a password
-    in a URL or a ``DATABASES`` entry as ``***``, any other secret value as ``***`` whole.
+    in a URL or a ``DATABASES`` entry as ``***``, any other secret value (a URL with a user name
+    but no password included) as ``***`` whole.
     """
 
     def __init__(
@@ -101,8 +103,10 @@ class Variable(Generic[T]):
         """``value`` as ``repr(config)`` may show it: a secret masked, the rest as it is."""
         if not self.secret or not value:
             return value
-        if isinstance(value, str) and "://" not in value:
-            return MASK  # a key or a token: nothing of it is safe to show
+        if isinstance(value, str) and ("://" not in value or ("@" in value and not has_credentials(value))):
+            # A key or a token, or a URL whose user name is the credential (a Sentry DSN's key):
+            # nothing of it is safe to show.
+            return MASK
         return mask_secrets(value)
 
     def is_required(self, config: Config) -> bool:
@@ -349,6 +353,31 @@ class Config:
         "admin/",
         "Where the admin and the queue dashboard live; no `.` or `..` segment, not under a probe path.",
         check=_admin_url,
+    )
+    metrics_token: Variable[str | None] = Variable(
+        "METRICS_TOKEN",
+        Token(),
+        None,
+        "Bearer token for `/metrics` (Prometheus); unset: `/metrics` is a 404 for everyone (docs/metrics.md).",
+        secret=True,
+    )
+    sentry_dsn: Variable[str | None] = Variable(
+        "SENTRY_DSN",
+        SentryDSN(),
+        None,
+        "Report unhandled exceptions (requests and jobs) to Sentry; unset: sentry-sdk is not even imported.",
+        secret=True,
+    )
+    sentry_environment = Variable(
+        "SENTRY_ENVIRONMENT",
+        Text(),
+        "production",
+        "The environment Sentry files the reports under.",
+        derive=lambda config: "development" if config.debug else "production",
+        default_doc="`production` when DEBUG is false, else `development`",
+    )
+    sentry_release: Variable[str | None] = Variable(
+        "SENTRY_RELEASE", Text(), None, "The release Sentry files the reports under (unset: sentry-sdk's guess)."
     )
 
     def __init__(self) -> None:

@@ -17,7 +17,7 @@ import structlog
 from structlog.types import EventDict, Processor, WrappedLogger
 
 from apps.common import request_context
-from apps.common.probe_paths import PROBE_PATHS
+from apps.common.probe_paths import EARLY_PATHS
 
 
 def _gunicorn_access_fields(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -57,9 +57,9 @@ def _request_id_from_record(_: WrappedLogger, __: str, event_dict: EventDict) ->
 
 
 class HealthProbeAccessFilter(logging.Filter):
-    """Access lines for health probes are DEBUG: probes every few seconds must not flood logs."""
+    """Access lines for health probes and scrapes are DEBUG: they come every few seconds and must not flood logs."""
 
-    def __init__(self, paths: Iterable[str] = PROBE_PATHS) -> None:
+    def __init__(self, paths: Iterable[str] = EARLY_PATHS) -> None:
         super().__init__()
         # An access line's path (gunicorn's has no query string; runserver's request line may).
         # Whole paths only: "/healthz\n" is not a probe, and its line must not be hidden.
@@ -145,10 +145,10 @@ def build_formatter(fmt: str) -> structlog.stdlib.ProcessorFormatter:
     )
 
 
-def build_logging_config(level: str, fmt: str, quiet_paths: Iterable[str] = PROBE_PATHS) -> dict[str, Any]:
+def build_logging_config(level: str, fmt: str, quiet_paths: Iterable[str] = EARLY_PATHS) -> dict[str, Any]:
     """A ``LOGGING`` dict for Django and gunicorn; also configures structlog itself.
 
-    ``quiet_paths``: paths whose access lines are demoted to DEBUG (the probes).
+    ``quiet_paths``: paths whose access lines are demoted to DEBUG (the probes and ``/metrics``).
     """
     configure_structlog()
     handler = {

@@ -29,12 +29,12 @@ from typing import Any
 import structlog
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
-from apps.common.probe_paths import PROBE_PATHS
+from apps.common.probe_paths import EARLY_PATHS
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
-# The paths this port answers; one more (``/metrics``) is one more entry.
-ROUTES: tuple[str, ...] = PROBE_PATHS
+# The paths this port answers: the probes and /metrics (still only for METRICS_TOKEN).
+ROUTES: tuple[str, ...] = EARLY_PATHS
 TASK_THREADS = 2
 CONNECTION_LIMIT = 64
 CHANNEL_TIMEOUT = 10  # seconds an idle connection stays open

@@ -214,6 +214,31 @@ class RedisURL:
         return value
 
 
+@dataclass(frozen=True)
+class SentryDSN:
+    """A Sentry DSN, ``https://<public key>@<host>/<project id>``, as sentry-sdk itself parses it.
+
+    The SDK's parser (imported only when a DSN is set) is the authority on the shape; its error
+    messages repeat the value, so only the rule is reported.
+    """
+
+    kind: str = "URL (`https://<key>@<host>/<project>`)"
+
+    def __call__(self, value: str) -> str:
+        rule = "must be a Sentry DSN such as https://<public key>@<host>/<project id>"
+        from sentry_sdk.utils import Dsn
+
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a non-numeric or out-of-range port
+            Dsn(value)
+        except Exception:  # noqa: BLE001 - BadDsn and ValueError both carry the value
+            raise Invalid(rule) from None
+        if parts.query or parts.fragment or any(character.isspace() for character in value):
+            raise Invalid(rule)
+        return value
+
+
 _URL_PATH = re.compile(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*/")
 
 

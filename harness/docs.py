@@ -24,6 +24,9 @@ SERVING_MEASUREMENTS = "docs/measurements/serving.json"
 # The scaling section of `make bench` (HAProxy, replicas, PgBouncer, workers), as last published:
 # make bench BENCH_ARGS="--only scaling --json docs/measurements/scaling.json"
 SCALING_MEASUREMENTS = "docs/measurements/scaling.json"
+# The metrics section of `make bench`, as last published:
+# make bench BENCH_ARGS="--only metrics --json docs/measurements/metrics.json"
+METRICS_MEASUREMENTS = "docs/measurements/metrics.json"
 
 
 def markdown_table(rows: list[list[str]]) -> str:
@@ -72,6 +75,7 @@ GENERATORS: dict[tuple[str, str], Callable[[], str]] = {
     ("docs/configuration.md", "variables"): reference_table,
     ("docs/performance.md", "serving"): lambda: bench_figures(SERVING_MEASUREMENTS),
     ("docs/scaling.md", "measured"): lambda: bench_figures(SCALING_MEASUREMENTS),
+    ("docs/metrics.md", "measured"): lambda: bench_figures(METRICS_MEASUREMENTS),
 }
 
 

@@ -72,6 +72,19 @@ BROKEN_RULES = [
     ("DJANGO_ADMIN_URL", "healthz/", "DJANGO_ADMIN_URL: must not start with a probe path"),
     ("DJANGO_ADMIN_URL", "livez/admin/", "DJANGO_ADMIN_URL: must not start with a probe path"),
     ("DATABASE_POOLER", "pgbouncr", "DATABASE_POOLER: must be one of none/pgbouncer"),
+    ("DJANGO_ADMIN_URL", "metrics/", "DJANGO_ADMIN_URL: must not start with a probe path"),
+    ("METRICS_TOKEN", "short-metrics-token", "METRICS_TOKEN: must be at least 32 characters"),
+    (
+        "METRICS_TOKEN",
+        "metrics token with spaces in it!!",
+        "METRICS_TOKEN: must be at least 32 characters of printable",
+    ),
+    ("SENTRY_DSN", "ftp://publickey@sentry.example.com/42", "SENTRY_DSN: must be a Sentry DSN"),
+    ("SENTRY_DSN", "https://sentry.example.com/42", "SENTRY_DSN: must be a Sentry DSN"),
+    ("SENTRY_DSN", "https://publickey@sentry.example.com/project", "SENTRY_DSN: must be a Sentry DSN"),
+    ("SENTRY_DSN", "https://publickey@sentry.example.com:99999/42", "SENTRY_DSN: must be a Sentry DSN"),
+    ("SENTRY_DSN", "https://publickey@/42", "SENTRY_DSN: must be a Sentry DSN"),
+    ("SENTRY_DSN", "publickey-at-sentry.example.com", "SENTRY_DSN: must be a Sentry DSN"),
 ]
 
 
@@ -174,6 +187,26 @@ class TestLoad:
         assert config.healthcheck_token == "T" * 32
         assert config.forwarded_allow_ips == ["10.0.0.0/8", "192.0.2.7", "fd00::/8"]
         assert env.load({**VALID, "FORWARDED_ALLOW_IPS": "*"}).forwarded_allow_ips == ["*"]
+
+    def test_metrics_and_error_reporting_are_off_unless_set(self) -> None:
+        config = env.load(VALID)
+        assert (config.metrics_token, config.sentry_dsn, config.sentry_release) == (None, None, None)
+        assert config.sentry_environment == "production"
+        development = {"DJANGO_DEBUG": "true", "DATABASE_URL": "sqlite:////tmp/x.sqlite3", "REDIS_URL": "redis://r"}
+        assert env.load(development).sentry_environment == "development"
+
+    def test_metrics_and_error_reporting_values_that_pass(self) -> None:
+        dsn = "https://0123abcd@o12.ingest.sentry.example.com/4506"
+        config = env.load(
+            {**VALID, "METRICS_TOKEN": "M" * 32, "SENTRY_DSN": dsn, "SENTRY_ENVIRONMENT": "staging"}
+            | {"SENTRY_RELEASE": "2026.12.1"}
+        )
+        assert (config.metrics_token, config.sentry_dsn) == ("M" * 32, dsn)
+        assert (config.sentry_environment, config.sentry_release) == ("staging", "2026.12.1")
+        assert env.load({**VALID, "SENTRY_DSN": "http://key@127.0.0.1:9000/1"}).sentry_dsn is not None
+        # Both are secrets: a repr (a debug page, a traceback) never shows them.
+        assert "M" * 32 not in repr(config)
+        assert dsn not in repr(config)
 
     def test_admin_url_is_normalised(self) -> None:
         assert env.load({**VALID, "DJANGO_ADMIN_URL": "/ops/admin"}).admin_url == "ops/admin/"
@@ -321,7 +354,11 @@ class TestManagePy:
 
     @pytest.mark.parametrize(
         ("name", "value", "message"),
-        [rule for rule in BROKEN_RULES if rule[0] in ("DJANGO_DEBUG", "DATABASE_URL", "PORT", "DJANGO_SECRET_KEY")],
+        [
+            rule
+            for rule in BROKEN_RULES
+            if rule[0] in ("DJANGO_DEBUG", "DATABASE_URL", "PORT", "DJANGO_SECRET_KEY", "SENTRY_DSN")
+        ],
     )
     def test_single_broken_rule(self, name: str, value: str | None, message: str) -> None:
         result = run_manage("check", env=project_env(False, **{name: value}))

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import django_rq
 import structlog
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
 from config.urls import urlpatterns as project_urlpatterns
+from tests.jobs import fail as failing_job
 from tests.jobs import log_and_return
 
 logger = structlog.get_logger("tests.views")
@@ -41,10 +43,26 @@ def slow(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"released": release.exists()})
 
 
+def enqueue_failing(request: HttpRequest) -> JsonResponse:
+    job = django_rq.get_queue("default").enqueue(failing_job, "deliberate failure for the error-reporting tests")
+    return JsonResponse({"job_id": job.id})
+
+
+def fail_holding_secrets(request: HttpRequest) -> HttpResponse:
+    """Fail with every secret of the configuration in a local variable, and some in the message."""
+    database = settings.DATABASES["default"]
+    redis_url = settings.REDIS_URL
+    secret_key = settings.SECRET_KEY
+    tokens = [settings.HEALTHCHECK_TOKEN, settings.METRICS_TOKEN]
+    raise RuntimeError(f"cannot reach {redis_url} or {database['HOST']} with {tokens} and {len(secret_key)}")
+
+
 urlpatterns = [
     path("__test__/fail", fail),
+    path("__test__/fail-holding-secrets", fail_holding_secrets),
     path("__test__/enqueue", enqueue),
     path("__test__/pid", pid),
     path("__test__/slow", slow),
+    path("__test__/enqueue-failing", enqueue_failing),
     *project_urlpatterns,
 ]

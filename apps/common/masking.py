@@ -31,6 +31,14 @@ def mask_url(url: str) -> str:
     return masked
 
 
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
+def mask_urls_in(text: str) -> str:
+    """``text`` (a message, a ``repr``) with the password of every URL inside it masked."""
+    return _URL_IN_TEXT.sub(lambda url: mask_url(url.group()), text) if "://" in text else text
+
+
 def has_credentials(text: str) -> bool:
     """Whether ``text`` is a URL that carries a password (in its user info or its query)."""
     return "://" in text and mask_url(text) != text

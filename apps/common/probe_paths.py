@@ -1,4 +1,4 @@
-"""The probe paths: declared here once, imported by the URLs, the settings, logging and the bench."""
+"""The probe paths and ``/metrics``: declared here once, imported by the URLs, the settings, logging and the bench."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ LIVEZ = "livez"
 READYZ = "readyz"
 HEALTHZ = "healthz"
 PROBE_PATHS = (LIVEZ, READYZ, HEALTHZ)
+# Prometheus scrapes: like the probes, answered early (any Host, plain HTTP) and quiet in the
+# access log, but only for the METRICS_TOKEN (apps.metrics).
+METRICS = "metrics"
+EARLY_PATHS = (*PROBE_PATHS, METRICS)
 
 
 def path_pattern(path: str) -> str:

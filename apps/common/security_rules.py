@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from apps.common.probe_paths import PROBE_PATHS
+from apps.common.probe_paths import EARLY_PATHS
 
 MIN_TOKEN_LENGTH = 32
 # Django's own check (security.W009) wants at least this many distinct characters in a key.
@@ -42,10 +42,10 @@ def allowed_hosts_problem(hosts: Iterable[str]) -> str | None:
 
 
 def admin_url_problem(path: str) -> str | None:
-    """The admin's path (``ops/admin/``): no ``.`` or ``..`` segment, not under a probe path."""
+    """The admin's path (``ops/admin/``): no ``.`` or ``..`` segment, not under a probe path or ``/metrics``."""
     segments = path.strip("/").split("/")
     if any(segment in (".", "..") for segment in segments):
         return "must not contain . or .. segments"
-    if segments[0] in PROBE_PATHS:
-        return f"must not start with a probe path ({', '.join(PROBE_PATHS)})"
+    if segments[0] in EARLY_PATHS:
+        return f"must not start with a probe path ({', '.join(EARLY_PATHS)})"
     return None

@@ -1,5 +1,5 @@
-"""The rq worker class used by ``manage.py rqworker``: log context, clean DB connections, and a
-registration that survives a Redis restart."""
+"""The rq worker class used by ``manage.py rqworker``: log context, clean DB connections, a
+registration that survives a Redis restart, and every job's outcome counted for ``/metrics``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from rq.job_lifecycle import call_exception_handlers
 from rq.queue import Queue
 from rq.worker import Worker
 
+from apps.common import job_metrics
 from apps.common.masking import service_fields
 
 logger = structlog.get_logger(__name__)
@@ -40,6 +41,8 @@ class ContextWorker(Worker):
       or was flushed) registers again at its next heartbeat. rq itself reconnects and keeps
       consuming, but stays out of the queue's worker set, so ``check_services --worker`` and
       the dashboard would report no worker while one is busy working.
+    - Every job that ends is counted in Redis with its outcome and duration
+      (``apps.common.job_metrics``), where ``/metrics`` reads it, whichever pod the worker runs in.
     """
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
@@ -96,6 +99,31 @@ class ContextWorker(Worker):
             func_name = "<DeserializationError>"
         logger.error("job_failed", job_id=job.id, queue=job.origin, job_func=func_name, exc_info=exc_info)
         call_exception_handlers(self._exc_handlers, job, *exc_info)
+
+    def handle_job_success(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        super().handle_job_success(job, queue, *args, **kwargs)
+        self._count(job, queue.name, job_metrics.FINISHED)
+
+    def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        # Decided before rq's own handling, which clears the stop request and uses up a retry.
+        if self._stopped_job_id == job.id:
+            outcome = job_metrics.STOPPED
+        else:
+            outcome = job_metrics.RETRIED if job.should_retry else job_metrics.FAILED
+        super().handle_job_failure(job, queue, *args, **kwargs)
+        self._count(job, queue.name, outcome)
+
+    def handle_job_retry(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
+        super().handle_job_retry(job, queue, *args, **kwargs)  # the job returned a Retry
+        self._count(job, queue.name, job_metrics.RETRIED)
+
+    def _count(self, job: Job, queue: str, outcome: str) -> None:
+        """Add the job to the queue's counts; a Redis hiccup here costs a count, never the job."""
+        seconds = (job.ended_at - job.started_at).total_seconds() if job.started_at and job.ended_at else None
+        try:
+            job_metrics.record(self.connection, queue, outcome, seconds)
+        except Exception as exc:  # noqa: BLE001 - metrics must never fail a job
+            logger.warning("job_not_counted", job_id=job.id, outcome=outcome, error=type(exc).__name__)
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         structlog.contextvars.bind_contextvars(

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from django.conf import settings
+from django.dispatch import Signal
 
 from apps.common import errors
 from apps.health import checklist, runner
@@ -37,6 +38,10 @@ from apps.health.probes import Probe
 logger = structlog.get_logger(__name__)
 
 WORKER_TIMEOUT = 5.0  # a forking worker needs more than a ping to prove itself
+
+# Sent with ``report`` after every run of the probes (never for a cached report): /metrics
+# (apps.metrics) records each check's status, latency and error category from it.
+checks_ran = Signal()
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,7 @@ def run_checks(
         results[name] = dataclasses.replace(result, critical=specs[name].critical)
 
     report = HealthReport(results, time.monotonic())
+    checks_ran.send(sender=HealthReport, report=report)
     if cache_seconds > 0:
         _cached[cache_key] = report
     _log_changes(report)

@@ -39,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from queue import SimpleQueue
 from typing import Any, Generic, Protocol, TypeVar
@@ -178,6 +179,23 @@ class SingleFlightRunner(Generic[A, R]):
                 future.set_result(Outcome(value, self._finish(future)))
         finally:
             connections.close_all()  # this thread's own connections
+
+
+def answer_within(single_flight: SingleFlightRunner[A, R], argument: A, seconds: float) -> R | None:
+    """One caller's whole wait: start (or join) a run and wait at most ``seconds`` for its value.
+
+    ``None`` when no value came in time (the run is given up on, and cut), when the run in flight
+    was already late, or when a ``REFUSE`` runner was busy. A late value is never returned.
+    """
+    submission = single_flight.submit(argument, seconds)
+    if submission is None or submission.late_since is not None:
+        return None
+    try:
+        outcome = submission.future.result(timeout=seconds)
+    except FutureTimeout:
+        single_flight.give_up(submission.future)
+        return None
+    return None if outcome.late else outcome.value
 
 
 _registry_lock = threading.Lock()

@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from apps.common.probe_paths import PROBE_PATHS, path_pattern
+from apps.common.probe_paths import EARLY_PATHS, path_pattern
 from config import env
 from config.logging import build_logging_config
 
@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "axes",
     "apps.core",
     "apps.health",
+    "apps.metrics",
 ]
 
 MIDDLEWARE = [
@@ -45,6 +46,10 @@ MIDDLEWARE = [
     # Answers /livez, /readyz and /healthz before host validation and the HTTPS redirect:
     # orchestrators probe the pod IP over plain HTTP.
     "apps.health.middleware.HealthProbeMiddleware",
+    # /metrics, likewise early, for the METRICS_TOKEN only (a 404 for anyone else).
+    "apps.metrics.middleware.MetricsEndpointMiddleware",
+    # Counts and times every other request (off while METRICS_TOKEN is unset).
+    "apps.metrics.middleware.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy and Permissions-Policy on HTML pages (SECURE_CSP, PERMISSIONS_POLICY).
     "apps.core.security_headers.SecurityHeadersMiddleware",
@@ -196,8 +201,9 @@ ADMIN_URL = _config.admin_url
 
 # HTTPS hardening: secure by default when DEBUG is false; each knob has its own variable.
 SECURE_SSL_REDIRECT = _config.secure_ssl_redirect
-# A backstop only: HealthProbeMiddleware answers these paths before SecurityMiddleware runs.
-SECURE_REDIRECT_EXEMPT = [path_pattern(path) for path in PROBE_PATHS]
+# A backstop only: HealthProbeMiddleware and MetricsEndpointMiddleware answer these paths before
+# SecurityMiddleware runs.
+SECURE_REDIRECT_EXEMPT = [path_pattern(path) for path in EARLY_PATHS]
 SECURE_HSTS_SECONDS = _config.secure_hsts_seconds
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _config.secure_hsts_include_subdomains
 SECURE_HSTS_PRELOAD = _config.secure_hsts_preload
@@ -263,6 +269,18 @@ HEALTH_CHECKS = {
     "db": {"probe": "apps.health.probes.DatabaseProbe", "options": {"alias": "default"}, "critical": True},
     "redis": {"probe": "apps.health.probes.RedisProbe", "options": {"alias": "default"}, "critical": True},
 }
+
+# /metrics (apps.metrics, docs/metrics.md): served only to `Authorization: Bearer <METRICS_TOKEN>`.
+METRICS_TOKEN = _config.metrics_token
+
+# Error reporting (docs/errors.md): sentry-sdk is imported and started only when SENTRY_DSN is set.
+# The DSN stays out of the settings (Django's debug page lists them, and its name looks harmless).
+if _config.sentry_dsn:
+    from config import error_reporting
+
+    error_reporting.start(_config)
+    # Failed jobs: reported by the worker (apps.core.worker logs them without calling rq's own handler).
+    RQ_EXCEPTION_HANDLERS = ["config.error_reporting.report_failed_job"]
 
 # Our RequestIdMiddleware has already validated (or replaced) the header by the time
 # django-structlog reads it, so trusting it is safe.
