@@ -7,8 +7,10 @@ test compares counts before and after what it does.
 
 from __future__ import annotations
 
+import fcntl
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import django_rq
 import pytest
@@ -16,8 +18,8 @@ from django.test import Client, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
-from apps.common import errors, job_metrics
-from apps.metrics import queues
+from apps.common import errors, job_metrics, multiprocess_metrics
+from apps.metrics import instruments, queues
 from harness.processes import free_port, timed
 from harness.servers import BlackHole
 from tests.support import caches_at
@@ -283,3 +285,33 @@ def test_process_basics_of_this_process(client: Client, metrics_on: None) -> Non
     assert value(samples, "process_resident_memory_bytes", **mine) > 0
     assert value(samples, "process_open_fds", **mine) > 0
     assert value(samples, "process_cpu_seconds_total", **mine) > 0
+
+
+def test_invented_methods_share_one_label_and_one_cache_entry(client: Client, metrics_on: None) -> None:
+    before = scrape(client)
+    cached = len(instruments._requests)
+    for method in ("BREW", "PROPFIND", "WHEN", "X" * 20):
+        client.generic(method, "/")
+    after = scrape(client)
+    other = sum(
+        count - before.get((name, labels), 0.0)
+        for (name, labels), count in after.items()
+        if name == "http_requests_total" and ("method", "other") in labels
+    )
+    assert other == 4
+    assert len(instruments._requests) <= cached + 1  # one entry for "other", not one per method
+
+
+def test_a_scrape_that_cannot_read_the_files_consistently_fails(
+    client: Client, metrics_on: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fold holding the replica's files past the scrape's wait: 503, never a count read twice."""
+    monkeypatch.setenv(multiprocess_metrics.ENVIRONMENT_VARIABLE, str(tmp_path))
+    monkeypatch.setattr(multiprocess_metrics, "READ_WAIT_SECONDS", 0.1)
+    with open(tmp_path / ".lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        response = client.get("/metrics", headers=AUTHORISED)
+        assert response.status_code == 503
+        assert response["Retry-After"] == "1"
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    assert client.get("/metrics", headers=AUTHORISED).status_code == 200

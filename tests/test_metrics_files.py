@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import subprocess
 import threading
 from pathlib import Path
 
+import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -142,3 +145,46 @@ def test_prepare_names_a_fresh_directory_once_and_remove_takes_it_away(monkeypat
             multiprocess_metrics.remove()
     assert not path.exists()
     assert multiprocess_metrics.ENVIRONMENT_VARIABLE not in os.environ
+
+
+def test_a_scrape_gives_up_rather_than_read_during_a_fold(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(multiprocess_metrics, "READ_WAIT_SECONDS", 0.1)
+    with open(tmp_path / ".lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(multiprocess_metrics.FilesBusy), multiprocess_metrics.reading(tmp_path):
+            raise AssertionError("read while a fold held the files")
+
+
+@pytest.mark.slow  # starts a process, for a pid that has exited
+def test_prepare_removes_the_directories_of_masters_that_are_gone(monkeypatch) -> None:
+    """A master killed outright never ran on_exit: the next replica's master clears what it left."""
+    dead_pid = _exited_pid()
+    monkeypatch.setattr(multiprocess_metrics, "_prepared", None)
+    with preserved_environ():
+        os.environ.pop(multiprocess_metrics.ENVIRONMENT_VARIABLE, None)
+        path = multiprocess_metrics.prepare()
+        try:
+            orphan = path.parent / f"prometheus-{dead_pid}-left"
+            alive = path.parent / f"prometheus-{os.getppid()}-alive"
+            unrelated = path.parent / "prometheus-notapid"
+            for directory in (orphan, alive, unrelated):
+                directory.mkdir()
+                (directory / "counter_1.db").write_bytes(b"")
+            monkeypatch.setattr(multiprocess_metrics, "_prepared", None)  # a new master starts
+            fresh = multiprocess_metrics.prepare()
+            assert fresh != path
+            assert fresh.is_dir()
+            assert not orphan.exists()
+            assert alive.exists()
+            assert unrelated.exists()
+            assert path.exists()
+        finally:
+            for directory in (alive, unrelated, path):
+                shutil.rmtree(directory, ignore_errors=True)
+            multiprocess_metrics.remove()
+
+
+def _exited_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid

@@ -7,12 +7,15 @@ from ``gunicorn.conf.py``'s hooks in the master:
 
 - ``prepare()`` (``on_starting``): a fresh, empty directory of this replica's own (under
   ``/dev/shm`` when there is one), named in ``PROMETHEUS_MULTIPROC_DIR`` before any worker forks,
-  so that every worker's prometheus-client starts in multiprocess mode.
+  so that every worker's prometheus-client starts in multiprocess mode. Directories that masters
+  killed outright left behind (no ``on_exit`` ran) are removed then: their name carries the
+  master's pid, and that process is gone.
 - ``worker_exited()`` (``child_exit``): the dead worker is marked (``mark_process_dead`` drops its
   live gauges) and the counters and histograms of every worker no longer alive are folded into one
   ``*_archive.db`` file per type, so restarts never make the directory grow while totals keep
   counting. A scrape reads the files under a shared lock and the fold holds it exclusively, so no
-  scrape sees a count twice or not at all.
+  scrape sees a count twice or not at all: a scrape that cannot get the lock in time fails
+  (``FilesBusy``) rather than report a count twice, which Prometheus would take for a reset.
 - ``remove()`` (``on_exit``): the directory goes with the replica.
 
 prometheus-client is imported only inside these functions: it picks its mode once, at import, and
@@ -44,7 +47,13 @@ _ADDITIVE = ("counter", "histogram", "summary")
 FOLD_WAIT_SECONDS = 1.0
 READ_WAIT_SECONDS = 1.0
 
+_PREFIX = "prometheus-"
+
 _prepared: Path | None = None
+
+
+class FilesBusy(Exception):
+    """A fold held the files for longer than a scrape waits: this scrape has no consistent reading."""
 
 
 def prepare() -> Path:
@@ -56,7 +65,8 @@ def prepare() -> Path:
     if _prepared is None or not _prepared.is_dir():
         shm = Path("/dev/shm")  # noqa: S108 - tmpfs: the workers write these files on every request
         base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-        _prepared = Path(tempfile.mkdtemp(prefix="prometheus-", dir=base))
+        _prepared = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=base))
+        _remove_orphans(_prepared.parent)
     os.environ[ENVIRONMENT_VARIABLE] = str(_prepared)
     return _prepared
 
@@ -77,9 +87,26 @@ def remove() -> None:
 
 @contextlib.contextmanager
 def reading(path: Path) -> Iterator[None]:
-    """Hold off a fold while the files are read (a scrape); never waits longer than ``READ_WAIT_SECONDS``."""
-    with _locked(path, fcntl.LOCK_SH, READ_WAIT_SECONDS):
+    """Hold off a fold while the files are read (a scrape); ``FilesBusy`` after ``READ_WAIT_SECONDS``."""
+    with _locked(path, fcntl.LOCK_SH, READ_WAIT_SECONDS) as locked:
+        if not locked:
+            raise FilesBusy(f"the metrics files stayed locked for {READ_WAIT_SECONDS} s")
         yield
+
+
+def _remove_orphans(base: Path) -> None:
+    """Remove the directories of masters that are gone (killed before ``on_exit``)."""
+    for candidate in base.glob(f"{_PREFIX}*-*"):
+        owner = candidate.name.removeprefix(_PREFIX).split("-", 1)[0]
+        if not owner.isdigit() or not candidate.is_dir():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            shutil.rmtree(candidate, ignore_errors=True)
+            logger.info("metrics_orphan_directory_removed", directory=str(candidate))
+        except PermissionError:
+            continue  # alive, another user's
 
 
 def worker_exited(pid: int, live: Collection[int]) -> bool:

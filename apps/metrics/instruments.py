@@ -75,10 +75,12 @@ _checks_seen: set[str] = set()
 
 def record_request(route: str, method: str, status: int, seconds: float) -> None:
     """Count one answered request; the label children are looked up once per combination."""
+    # Keyed on the labels, not the raw method: a client inventing methods must not grow the cache.
+    method = method if method in METHODS else "other"
     key = (route, method, status // 100)
     children = _requests.get(key)
     if children is None:
-        labels = (route, method if method in METHODS else "other", f"{status // 100}xx")
+        labels = (route, method, f"{status // 100}xx")
         children = _requests[key] = (REQUESTS.labels(*labels), REQUEST_DURATION.labels(*labels))
     children[0].inc()
     children[1].observe(seconds)

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
-from django.views.defaults import page_not_found
 
-from apps.common.probe_paths import METRICS
+from apps.common import multiprocess_metrics
+from apps.common.probe_paths import METRICS, exact_paths
 from apps.common.tokens import bearer_token, same_token
 from apps.metrics import instruments
 
@@ -30,21 +30,26 @@ _ALLOWED_METHODS = ("GET", "HEAD")
 class MetricsEndpointMiddleware:
     def __init__(self, get_response: Handler) -> None:
         self.get_response = get_response
-        self.paths = frozenset((f"/{METRICS}", f"/{METRICS}/"))
+        self.paths = exact_paths((METRICS,))
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         if request.path_info not in self.paths:
             return self.get_response(request)
         presented = bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
         if not same_token(presented, settings.METRICS_TOKEN):
-            return page_not_found(request, Http404())
+            # Django's own 404 (handler404, or the debug page): as for any path that does not exist.
+            raise Http404
         if request.method not in _ALLOWED_METHODS:
             response = HttpResponse(status=405)
             response["Allow"] = ", ".join(_ALLOWED_METHODS)
             return response
         from apps.metrics import exposition  # the scrape's own machinery, loaded at the first scrape
 
-        body, content_type = exposition.render()
+        try:
+            body, content_type = exposition.render()
+        except multiprocess_metrics.FilesBusy:
+            # A failed scrape (one gap in the graphs) rather than a count read twice.
+            return HttpResponse(status=503, headers={"Retry-After": "1", "Cache-Control": "no-store"})
         response = HttpResponse(body, content_type=content_type)
         response["Cache-Control"] = "no-store"
         return response
