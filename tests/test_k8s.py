@@ -21,7 +21,7 @@ import pytest
 import yaml
 from dockerfile_parse import DockerfileParser
 
-from apps.common.probe_paths import LIVEZ, PROBE_PATHS, READYZ
+from apps.common.probe_paths import LIVEZ, METRICS, PROBE_PATHS, READYZ
 from config import env
 from config.env import VARIABLES
 from harness.project import ROOT, Server, http_get, project_env
@@ -60,6 +60,11 @@ def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def production() -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(render(KUSTOMIZATIONS["production"])) if doc]
+
+
+@pytest.fixture(scope="module")
+def base() -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(render(KUSTOMIZATIONS["base"])) if doc]
 
 
 def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -157,20 +162,34 @@ def test_ports_are_the_configured_ones(production: list[dict[str, Any]]) -> None
         assert web[probe]["httpGet"]["port"] == "probes"
     service = find(production, "Service", "web")
     assert [port["targetPort"] for port in service["spec"]["ports"]] == ["http"]
+    # Prometheus' annotation discovery scrapes /metrics where the probes are answered.
+    annotations = find(production, "Deployment", "web")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] == "/" + METRICS
+    assert annotations["prometheus.io/port"] == settings["PROBE_PORT"]
 
 
-def test_the_probes_answer_where_the_manifest_points(production: list[dict[str, Any]]) -> None:
-    """A real gunicorn with the ConfigMap's settings answers every web probe on the probe port."""
+def test_the_probes_answer_where_the_manifest_points(
+    production: list[dict[str, Any]], base: list[dict[str, Any]]
+) -> None:
+    """A real gunicorn with the ConfigMap's settings answers every web probe, and the scrape, on the probe port."""
     settings = config_map(production)
+    token = find(base, "Secret", "django-service-secrets")["stringData"]["METRICS_TOKEN"]
     probe_port = Server(project_env()).port  # a free port standing in for the pod's PROBE_PORT
     overrides = {name: value for name, value in settings.items() if name not in ("DJANGO_ALLOWED_HOSTS", "PORT")}
     overrides["DRAIN_SECONDS"] = "0"  # the test's own stop needs no drain
-    server = Server(project_env(False, **{**overrides, "PROBE_PORT": str(probe_port), "DATABASE_POOLER": "none"}))
+    overrides |= {"PROBE_PORT": str(probe_port), "DATABASE_POOLER": "none", "METRICS_TOKEN": token}
+    server = Server(project_env(False, **overrides))
     web = container(production, "web")
+    annotations = find(production, "Deployment", "web")["spec"]["template"]["metadata"]["annotations"]
     with server:
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             url = f"http://127.0.0.1:{probe_port}{web[probe]['httpGet']['path']}"
             assert http_get(url, timeout=web[probe]["timeoutSeconds"] + 5).status == 200
+        scrape = http_get(
+            f"http://127.0.0.1:{probe_port}{annotations['prometheus.io/path']}", {"Authorization": f"Bearer {token}"}
+        )
+        assert scrape.status == 200
+        assert "health_check_up" in scrape.body.decode()
 
 
 def test_every_variable_named_is_declared(rendered: list[dict[str, Any]]) -> None:

@@ -16,7 +16,7 @@ from rq import Retry
 from apps.common import job_metrics
 from apps.metrics import queues
 from harness.processes import child_pids, wait_until
-from harness.project import Server, project_env, run_manage
+from harness.project import ROOT, Server, project_env, run_manage
 from harness.prometheus import Prometheus, Target, prometheus_available
 from harness.servers import BlackHole
 
@@ -27,6 +27,19 @@ AUTHORISED = {"Authorization": f"Bearer {TOKEN}"}
 PID_ROUTE = "/__test__/pid"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def documented_alerts() -> list[str]:
+    """The PromQL expressions of docs/metrics.md's Alerts section (a line indented continues one)."""
+    section = (ROOT / "docs" / "metrics.md").read_text().split("## Alerts", 1)[1]
+    block = section.split("```text\n", 1)[1].split("```", 1)[0]
+    expressions: list[str] = []
+    for line in block.splitlines():
+        if line.startswith(" ") and expressions:
+            expressions[-1] += " " + line.strip()
+        elif line and not line.startswith("#"):
+            expressions.append(line)
+    return expressions
 
 
 def server_env(**overrides: str) -> dict[str, str]:
@@ -201,6 +214,14 @@ def test_a_real_prometheus_scrapes_the_replica(redis: Redis, black_hole: BlackHo
             assert took is not None
             assert took <= 0.5 + 0.25
             assert prometheus.value('sum(process_resident_memory_bytes{job="dark"}) > 0') is not None
+
+            # docs/metrics.md's alerts are valid PromQL over these series, and quiet while all is well.
+            alerts = documented_alerts()
+            assert len(alerts) >= 8
+            for expression in alerts:
+                assert prometheus.query(expression.replace('job="django-service"', 'job="web"')) is not None
+            readiness_failing, *_ = alerts
+            assert prometheus.query(readiness_failing.replace('job="django-service"', 'job="web"')) == []
     finally:
         healthy.stop()
         dark.stop()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from harness.processes import child_pids, free_port, listening_pids, open_connections, wait_until
 from harness.project import Server, http_get, project_env
@@ -190,11 +191,29 @@ def test_probe_port_answers_while_every_request_thread_is_stuck(server: Server, 
     assert http_get(server.url + "/livez", timeout=30).status == 200
 
 
-@pytest.mark.parametrize("server", [{"PROBE_PORT": str(free_port())}], indirect=True)
+METRICS_TOKEN = "m" * 32
+
+
+@pytest.mark.parametrize("server", [{"PROBE_PORT": str(free_port()), "METRICS_TOKEN": METRICS_TOKEN}], indirect=True)
 def test_probe_port_has_a_listener_in_each_worker_and_answers_only_the_probes(server: Server) -> None:
     probe_port = int(server.env["PROBE_PORT"])
     workers = child_pids(server.process.pid)  # type: ignore[union-attr]
     assert listening_pids(probe_port) == dict.fromkeys(workers, 1)
+
+    # /metrics too, for the token only, with the whole replica's counts (the main port's request below).
+    assert server.get("/__test__/pid").status == 200
+    scrape = http_get(f"http://127.0.0.1:{probe_port}/metrics", {"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert scrape.status == 200
+    assert scrape.headers["content-type"].startswith("text/plain")
+    counted = {
+        (sample.labels["route"], sample.labels["method"], sample.labels["status_class"]): sample.value
+        for family in text_string_to_metric_families(scrape.body.decode())
+        for sample in family.samples
+        if sample.name == "http_requests_total"
+    }
+    assert counted == {("/__test__/pid", "GET", "2xx"): 1.0}
+    for headers in ({}, {"Authorization": "Bearer " + "x" * 32}):
+        assert http_get(f"http://127.0.0.1:{probe_port}/metrics", headers).status == 404
 
     for path in ("/__test__/pid", "/admin/login/", "/", "/livez/extra"):
         reply = http_get(f"http://127.0.0.1:{probe_port}{path}")

@@ -25,11 +25,13 @@ pytestmark = [
 ]
 
 WORKERS, THREADS = 2, 4
+METRICS_TOKEN = "m" * 32
 
 
 @pytest.fixture
 def gunicorn() -> Iterator[Server]:
-    server = Server({**project_env(), "WEB_CONCURRENCY": str(WORKERS), "LOG_FORMAT": "json"}).start(wait=60)
+    env = {**project_env(), "WEB_CONCURRENCY": str(WORKERS), "LOG_FORMAT": "json", "METRICS_TOKEN": METRICS_TOKEN}
+    server = Server(env).start(wait=60)
     try:
         server.wait_for_workers(WORKERS)
         yield server
@@ -71,3 +73,12 @@ def test_through_nginx_the_same_clients_hold_no_gunicorn_thread(gunicorn: Server
         assert [e for e in gunicorn.events() if e.get("path") == "/admin/login/"] == []
     assert "[emerg]" not in nginx.log()
     assert "[alert]" not in nginx.log()
+
+
+def test_nginx_does_not_route_metrics(gunicorn: Server, nginx: Nginx) -> None:
+    """Prometheus scrapes gunicorn directly; through the public proxy /metrics is a 404, token or not."""
+    scrape = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    assert http_get(gunicorn.url + "/metrics", scrape).status == 200
+    for path in ("/metrics", "/metrics/", "//metrics", "/%6Detrics", "/metrics?format=text"):
+        assert http_get(f"http://127.0.0.1:{nginx.port}{path}", scrape).status == 404, path
+    assert http_get(f"http://127.0.0.1:{nginx.port}/livez").status == 200
