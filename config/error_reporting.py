@@ -31,13 +31,13 @@ from urllib.parse import urlsplit
 import structlog
 
 from apps.common.masking import mask_urls_in
-from apps.common.probe_paths import PROBE_PATHS
+from apps.common.probe_paths import PROBE_PATHS, exact_paths
 from config.env import VARIABLES, Config
 
 # Log context that becomes an event's tags.
 TAGGED_CONTEXT = ("request_id", "job_id", "queue", "worker_id")
 FILTERED = "[Filtered]"
-_PROBE_PATHS = frozenset(f"/{path}{slash}" for path in PROBE_PATHS for slash in ("", "/"))
+_PROBE_PATHS = exact_paths(PROBE_PATHS)
 _HEALTH_CODE = "apps.health"
 _SHORTEST_SECRET = 4  # shorter values would blank ordinary words of the event
 

@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
-from apps.common.probe_paths import EARLY_PATHS
+from apps.common.probe_paths import EARLY_PATHS, exact_paths
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -45,7 +45,7 @@ logger = structlog.get_logger("config.probe_listener")
 
 def only(paths: Iterable[str], app: WSGIApp) -> WSGIApp:
     """``app`` for ``paths`` (with or without a trailing slash); a JSON 404 for anything else."""
-    allowed = frozenset(f"/{path}{slash}" for path in paths for slash in ("", "/"))
+    allowed = exact_paths(paths)
 
     def route(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "") in allowed:

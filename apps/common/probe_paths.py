@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 LIVEZ = "livez"
 READYZ = "readyz"
@@ -21,3 +22,8 @@ def path_pattern(path: str) -> str:
     exempt from the HTTPS redirect (``SECURE_REDIRECT_EXEMPT`` searches with these patterns).
     """
     return rf"^{re.escape(path)}/?\Z"
+
+
+def exact_paths(paths: Iterable[str]) -> frozenset[str]:
+    """The request paths that name one of ``paths``, as ``path_pattern`` matches them: ``/x`` and ``/x/``."""
+    return frozenset(f"/{path}{slash}" for path in paths for slash in ("", "/"))

@@ -22,6 +22,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django_redis import get_redis_connection
 
 from apps.common import errors
+from apps.common.cuttable import Cuttable
 
 
 class ProbeError(Exception):
@@ -148,8 +149,7 @@ class RedisProbe:
         if not str(cache.get("BACKEND", "")).startswith("django_redis."):
             raise ValueError(f"CACHES alias {alias!r} is not a django-redis cache")
         self.alias = alias
-        self._lock = threading.Lock()
-        self._running: Any = None
+        self._connection = Cuttable()
 
     def run(self, timeout: float) -> None:
         pool = get_redis_connection(self.alias).connection_pool
@@ -157,26 +157,16 @@ class RedisProbe:
         # sent on a connection held here, so interrupt() can cut it loose if it hangs.
         connection = pool.get_connection()
         try:
-            with self._lock:
-                self._running = connection
-            connection.send_command("PING")
-            reply = connection.read_response()
+            with self._connection.holding(connection):
+                connection.send_command("PING")
+                reply = connection.read_response()
             if reply not in (b"PONG", "PONG", True):
                 raise ProbeError(errors.UNKNOWN, "unexpected reply to PING")
-        except BaseException:
-            connection.disconnect()  # never hand a half-read reply back to the pool
-            raise
         finally:
-            with self._lock:
-                self._running = None
-            pool.release(connection)
+            pool.release(connection)  # disconnected by holding() if the PING failed
 
     def interrupt(self) -> None:
-        with self._lock:
-            sock = getattr(self._running, "_sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+        self._connection.cut()
 
 
 class WorkerProbe:

@@ -15,9 +15,6 @@ worker counts as live while its own key, refreshed by its heartbeats, exists.
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,6 +35,7 @@ from rq.queue import Queue
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from apps.common import errors, job_metrics
+from apps.common.cuttable import Cuttable
 from apps.health import runner
 
 REGISTRIES = {
@@ -70,8 +68,7 @@ class _Reader:
     def __init__(self, urls: dict[str, str]) -> None:
         self.urls = urls
         self._connections: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._running: Any = None
+        self._in_use = Cuttable()
         self._cut = False
 
     def run(self, timeout: float) -> Snapshot:
@@ -85,12 +82,8 @@ class _Reader:
         return Snapshot(states, None, time.perf_counter() - started)
 
     def interrupt(self) -> None:
-        with self._lock:
-            self._cut = True
-            sock = getattr(self._running, "_sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+        self._cut = True
+        self._in_use.cut()
 
     def _read(self, name: str, url: str) -> QueueState:
         registry_keys = [registry.key_template.format(name) for registry in REGISTRIES.values()]
@@ -115,17 +108,9 @@ class _Reader:
         if connection is None:
             pool = ConnectionPool.from_url(url, retry=Retry(NoBackoff(), 0))
             connection = self._connections[url] = pool.make_connection()
-        with self._lock:
-            self._running = connection
-        try:
+        with self._in_use.holding(connection):
             connection.send_packed_command(connection.pack_commands(commands))
             return [connection.read_response() for _ in commands]
-        except BaseException:
-            connection.disconnect()  # never leave half-read replies for the next run
-            raise
-        finally:
-            with self._lock:
-                self._running = None
 
 
 def _reader() -> runner.SingleFlightRunner[float, Snapshot]:
