@@ -312,9 +312,10 @@ class HAProxy:
 class RqWorker:
     """``manage.py rqworker default`` (as ``make worker`` runs it) in a subprocess; log to a file."""
 
-    def __init__(self, env: dict[str, str], name: str) -> None:
+    def __init__(self, env: dict[str, str], name: str, queue: str = "default", ttl: int = 30, *extra: str) -> None:
         self.env = env
         self.name = name
+        self.args = ["rqworker", queue, "--worker-ttl", str(ttl), "--name", name, *extra]
         fd, path = tempfile.mkstemp(prefix=f"rqworker-{name}-", suffix=".log")
         os.close(fd)
         self.log_path = Path(path)
@@ -323,11 +324,7 @@ class RqWorker:
     def start(self) -> RqWorker:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [PYTHON, "manage.py", "rqworker", "default", "--worker-ttl", "30", "--name", self.name],
-                cwd=ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                [PYTHON, "manage.py", *self.args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         return self
 

@@ -31,6 +31,7 @@ from rq import Retry
 from rq.job import Job
 
 from apps.core import background, jobs
+from harness.fleet import RqWorker
 from harness.processes import free_port, parse_json_lines, wait_until
 from harness.project import PYTHON, ROOT, project_env, run_manage
 from harness.servers import PostgresCluster, RedisServer
@@ -68,27 +69,18 @@ def delete_rq_keys(redis: Redis) -> None:
         redis.delete(*keys)
 
 
-class WorkerProcess:
-    """``manage.py rqworker default`` in a subprocess; its log (JSON lines) goes to a file."""
+class WorkerProcess(RqWorker):
+    """``manage.py rqworker`` on the test queue, up once registered; its log (JSON lines) goes to a file."""
 
     def __init__(self, env: dict[str, str], *extra_args: str) -> None:
-        self.env = env
-        self.name = f"test-{uuid.uuid4().hex[:12]}"
-        self.args = ["rqworker", QUEUE, "--worker-ttl", str(WORKER_TTL), "--name", self.name, *extra_args]
-        fd, path = tempfile.mkstemp(prefix="rqworker-", suffix=".log")
-        os.close(fd)
-        self.log_path = Path(path)
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(env, f"test-{uuid.uuid4().hex[:12]}", QUEUE, WORKER_TTL, *extra_args)
 
     @property
     def key(self) -> str:
         return f"rq:worker:{self.name}"
 
-    def start(self, redis: Redis, timeout: float = 30) -> WorkerProcess:
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [PYTHON, "manage.py", *self.args], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
+    def start_registered(self, redis: Redis, timeout: float = 30) -> WorkerProcess:
+        super().start()
 
         def registered() -> bool:
             if self.process is not None and self.process.poll() is not None:
@@ -98,14 +90,6 @@ class WorkerProcess:
         wait_until(registered, timeout, "the worker to register")
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def signal(self, sig: int) -> None:
         assert self.process is not None
         self.process.send_signal(sig)
@@ -113,9 +97,6 @@ class WorkerProcess:
     def wait(self, timeout: float = 30) -> int:
         assert self.process is not None
         return self.process.wait(timeout)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
     def events(self) -> list[dict[str, Any]]:
         return parse_json_lines(self.output())
@@ -162,7 +143,7 @@ def start_worker(redis: Redis, worker_env: dict[str, str]) -> Iterator[Callable[
     def start(*extra_args: str, env: dict[str, str] | None = None, connection: Redis | None = None) -> WorkerProcess:
         worker = WorkerProcess(env or worker_env, *extra_args)
         started.append(worker)
-        return worker.start(connection or redis)
+        return worker.start_registered(connection or redis)
 
     yield start
     for worker in started:
