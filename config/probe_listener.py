@@ -30,6 +30,7 @@ import structlog
 from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from apps.common.probe_paths import EARLY_PATHS, exact_paths
+from apps.common.request_id import accept_or_generate
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -51,6 +52,8 @@ def only(paths: Iterable[str], app: WSGIApp) -> WSGIApp:
         if environ.get("PATH_INFO", "") in allowed:
             return app(environ, start_response)
         headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+        # Like every answer of the service (the paths above get theirs from Django's middleware).
+        headers.append(("X-Request-ID", accept_or_generate(environ.get("HTTP_X_REQUEST_ID"))))
         start_response("404 Not Found", [*headers, ("Content-Length", str(len(_NOT_FOUND)))])
         return [_NOT_FOUND]
 

@@ -219,6 +219,11 @@ def test_probe_port_has_a_listener_in_each_worker_and_answers_only_the_probes(se
         reply = http_get(f"http://127.0.0.1:{probe_port}{path}")
         assert reply.status == 404
         assert reply.json() == {"status": "error", "error": "not_found"}
+        assert len(reply.headers["x-request-id"]) == 32  # a fresh id, as everywhere
+    mine = http_get(f"http://127.0.0.1:{probe_port}/nowhere", {"X-Request-ID": "probe-port-404"})
+    assert mine.headers["x-request-id"] == "probe-port-404"
+    forged = http_get(f"http://127.0.0.1:{probe_port}/nowhere", {"X-Request-ID": "bad id"})
+    assert forged.headers["x-request-id"] != "bad id"
     head = http_get(f"http://127.0.0.1:{probe_port}/livez", method="HEAD")
     assert (head.status, head.body) == (200, b"")
     assert http_get(f"http://127.0.0.1:{probe_port}/healthz/").json() == server.get("/healthz/").json()

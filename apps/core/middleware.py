@@ -10,8 +10,8 @@ import structlog
 from django.http import HttpRequest, HttpResponseBase
 
 from apps.common import request_context
+from apps.common.request_id import accept_or_generate
 from apps.core.client_ip import client_ip
-from apps.core.request_id import accept_or_generate
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _META_KEY = "HTTP_X_REQUEST_ID"
