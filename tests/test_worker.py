@@ -362,6 +362,27 @@ def test_sigterm_mid_job_lets_the_job_finish_then_the_worker_exits_0(
     assert any("warm shut down requested" in event["event"] for event in worker.events())
 
 
+def test_a_second_sigterm_kills_the_running_job_and_the_worker_exits(
+    redis: Redis, start_worker: Callable[..., WorkerProcess], marker: Path
+) -> None:
+    """docs/jobs.md: the second signal is a cold shutdown, for a job that must not be waited for."""
+    worker = start_worker()
+    job_id = background.submit(test_jobs.block, str(marker), 600)
+    horse = horse_pid(marker)
+
+    worker.signal(signal.SIGTERM)
+    wait_until(lambda: any("warm shut down" in e["event"] for e in worker.events()), 30, "the warm shutdown")
+    # Not a wait for a condition: rq ignores a second signal that comes within 1 s of the first
+    # (a worker pool and the terminal both send one on Ctrl-C).
+    time.sleep(1.1)
+    worker.signal(signal.SIGTERM)
+
+    worker.wait(60)  # far less than the job's 600 s
+    wait_until(lambda: not os.path.exists(f"/proc/{horse}"), 30, "the work horse to be killed")
+    assert background.outcome(job_id).status != "finished"
+    assert not redis.sismember(WORKERS_OF_QUEUE, worker.key)
+
+
 def test_sigkill_of_the_worker_alone_leaves_its_work_horse_to_finish_the_job(
     redis: Redis, start_worker: Callable[..., WorkerProcess], marker: Path
 ) -> None:
