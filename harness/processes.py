@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import pty
+import random
 import select
 import socket
 import time
@@ -13,9 +14,40 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+_LOWEST_PORT = 10000
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A port no socket holds now, for a server a test is about to start.
+
+    Below the kernel's ephemeral range: a port from bind(0) lies inside it, where any outgoing
+    connection (a client, HAProxy, PgBouncer) may take it as its source port before the server
+    binds it, and bind then fails with "Address already in use" (seen under load). Never the same
+    port twice in one process.
+    """
+    low, _ = _ephemeral_range()
+    candidates = list(range(_LOWEST_PORT, low)) if low - _LOWEST_PORT >= 1000 else []
+    random.shuffle(candidates)
+    for port in candidates:
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("", port))  # every address: the server may bind 0.0.0.0
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as sock:  # an unusual ephemeral range: the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
