@@ -56,7 +56,7 @@ def readyz(request: HttpRequest) -> HttpResponse:
         if render.wants_health_json(request.META.get("HTTP_ACCEPT", "")):
             return _json({"status": "fail", "output": "draining"}, 503, render.HEALTH_JSON)
         return _json({"status": "draining"}, 503)
-    return healthz(request)
+    return _checks_answer(request)
 
 
 @_probe
@@ -67,6 +67,11 @@ def healthz(request: HttpRequest) -> HttpResponse:
     A draining replica is still healthy: only readiness says it should get no more traffic, so a
     monitor watching ``/healthz`` does not page for every deploy.
     """
+    return _checks_answer(request)
+
+
+def _checks_answer(request: HttpRequest) -> HttpResponse:
+    """The body and status of the checks, for ``/readyz`` (when not draining) and ``/healthz``."""
     deadline = time.monotonic() + settings.HEALTHCHECK_TIMEOUT
     # From the raw query string, never request.GET: past DATA_UPLOAD_MAX_NUMBER_FIELDS parameters
     # that raises, and a probe must answer JSON whatever the query string.
