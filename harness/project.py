@@ -42,8 +42,9 @@ def project_env(clear: bool = False, **overrides: str | None) -> dict[str, str]:
     """A production-like environment for a subprocess: DEBUG off, valid key and hosts.
 
     ``clear=True`` starts with every contract variable unset; an override of ``None`` unsets
-    one. "Unset" is an empty value (the contract treats both alike), so a developer's ``.env``,
-    which never overrides a variable that exists, cannot fill the gap.
+    one. "Unset" is an empty value (the contract treats both alike), which a developer's ``.env``
+    fills (``make run`` writes one): a test that needs a required variable unset runs in a
+    ``project_copy``, which has no ``.env``.
     """
     env = {key: value for key, value in os.environ.items() if key not in CONTRACT_VARIABLES}
     # gunicorn parses these two itself at import time and fails on an empty value: leave them out.

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from config import env
-from harness.project import BIN, ROOT, SECRET_KEY, project_env, run_manage
+from harness.project import BIN, ROOT, SECRET_KEY, project_copy, project_env, run_manage
 from tests.support import preserved_environ
 
 VALID = {
@@ -348,6 +349,13 @@ class TestStrictNumbers:
         _assert_clean_failure(result.stderr, ["5s", "1e3"])
 
 
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This project without the developer's ``.env`` (``make run`` writes one, and ``.env`` fills
+    a variable that is empty): where a test unsets a required variable, it must stay unset."""
+    return project_copy(tmp_path_factory.mktemp("checkout"))
+
+
 @pytest.mark.slow
 class TestManagePy:
     """The same rules seen by a user: a real ``manage.py check`` subprocess."""
@@ -360,8 +368,8 @@ class TestManagePy:
             if rule[0] in ("DJANGO_DEBUG", "DATABASE_URL", "PORT", "DJANGO_SECRET_KEY", "SENTRY_DSN")
         ],
     )
-    def test_single_broken_rule(self, name: str, value: str | None, message: str) -> None:
-        result = run_manage("check", env=project_env(False, **{name: value}))
+    def test_single_broken_rule(self, checkout: Path, name: str, value: str | None, message: str) -> None:
+        result = run_manage("check", env=project_env(False, **{name: value}), cwd=checkout)
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1
@@ -369,7 +377,7 @@ class TestManagePy:
         _assert_clean_failure(result.stderr, [value] if value else [])
         assert result.stdout == ""
 
-    def test_several_broken_rules_listed_together(self) -> None:
+    def test_several_broken_rules_listed_together(self, checkout: Path) -> None:
         bad = {
             "DATABASE_URL": "mysql://root:hunter2@db/app",
             "REDIS_URL": None,
@@ -378,7 +386,7 @@ class TestManagePy:
             "HEALTHCHECK_TIMEOUT": "forever",
             "DJANGO_SECRET_KEY": "s3cr3t",
         }
-        result = run_manage("check", env=project_env(False, **bad))
+        result = run_manage("check", env=project_env(False, **bad), cwd=checkout)
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
         assert [line.split(":")[0] for line in lines] == [
@@ -391,8 +399,8 @@ class TestManagePy:
         ]
         _assert_clean_failure(result.stderr, ["hunter2", "mysql://", "99999", "chatty", "forever", "s3cr3t"])
 
-    def test_nothing_set_lists_every_required_variable(self) -> None:
-        result = run_manage("migrate", env=project_env(clear=True))
+    def test_nothing_set_lists_every_required_variable(self, checkout: Path) -> None:
+        result = run_manage("migrate", env=project_env(clear=True), cwd=checkout)
         assert result.returncode == 2
         assert result.stderr.strip().splitlines() == [
             "DJANGO_SECRET_KEY: missing",
@@ -497,14 +505,14 @@ class TestManagePy:
         assert "DJANGO_DEBUG: must be one of true/false/1/0/yes/no/on/off" in result.stderr
         assert result.stderr.count("DJANGO_DEBUG: must be one of") <= 2  # no respawn loop
 
-    def test_gunicorn_preloading_the_app_exits_2(self) -> None:
+    def test_gunicorn_preloading_the_app_exits_2(self, checkout: Path) -> None:
         """With --preload the master imports config.wsgi itself: the contract's exit 2 applies."""
-        result = _bare_gunicorn("--preload", env=project_env(DATABASE_URL=None))
+        result = _bare_gunicorn("--preload", env=project_env(DATABASE_URL=None), cwd=checkout)
         assert result.returncode == 2
         assert "DATABASE_URL: missing" in result.stderr
 
 
-def _bare_gunicorn(*options: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _bare_gunicorn(*options: str, env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     """gunicorn serving config.wsgi without the project's gunicorn.conf.py."""
     command = [str(BIN / "gunicorn"), "-c", "/dev/null", "--no-control-socket", *options, "--bind", "127.0.0.1:0"]
-    return subprocess.run([*command, "config.wsgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([*command, "config.wsgi"], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
